@@ -1,0 +1,34 @@
+"""Installs rznas_jax; spaces/ and proxies/ become rznas_jax.spaces and rznas_jax.proxies.
+
+The two folders sit at the top level (the layout the project asked for), but plain `spaces` and
+`proxies` are unrelated PyPI packages, so they are always imported under `rznas_jax.`.
+"""
+
+from setuptools import setup
+
+setup(
+    name="rznas_jax",
+    version="0.1.0",
+    description="RZ-NAS: LLM-guided zero-cost neural architecture search in JAX/Flax",
+    python_requires=">=3.11",
+    packages=["rznas_jax", "rznas_jax.spaces", "rznas_jax.proxies"],
+    package_dir={
+        "rznas_jax": "rznas_jax",
+        "rznas_jax.spaces": "spaces",
+        "rznas_jax.proxies": "proxies",
+    },
+    install_requires=[
+        "jax>=0.4.35",
+        "flax>=0.10",
+        "optax",
+        "numpy",
+        "absl-py",
+        "ml-collections",
+        "google-genai",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest", "scipy"],
+        "openai": ["openai"],
+    },
+)

@@ -1,0 +1,1 @@
+"""Search spaces: architecture values, genotype grammars, Flax builders and cost counters."""
