@@ -1,0 +1,82 @@
+"""Layers shared by every search space: PyTorch-semantics BN, PyTorch-default inits, padding.
+
+Proxies were defined on freshly built PyTorch models, so these layers reproduce PyTorch's numbers
+rather than Flax's defaults: BN normalises with the biased batch variance and updates its running
+variance with the unbiased one (momentum 0.1), and weights start from kaiming-uniform(a=sqrt(5)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# PyTorch's default Conv2d/Linear weight init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
+torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int):
+  """PyTorch's default bias init: U(+-1/sqrt(fan_in))."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm2d with PyTorch train-mode semantics, over the last axis (NHWC).
+
+  Attributes:
+    eps: PyTorch's eps (1e-5 for NAS-Bench-201, 1e-3 in Zen-NAS MasterNet).
+    momentum: PyTorch momentum: ``running = (1 - m) * running + m * batch``.
+  """
+
+  eps: float = 1e-5
+  momentum: float = 0.1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool = True, gate: jax.Array | float = 1.0) -> jax.Array:
+    """Normalises ``x``; ``gate`` in {0, 1} scales the running-statistics update (0: unchanged)."""
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    axes = tuple(range(x.ndim - 1))
+    if train:
+      mean = jnp.mean(x, axes)
+      var = jnp.mean(jnp.square(x - mean), axes)
+      if not self.is_initializing() and self.is_mutable_collection("batch_stats"):
+        n = x.size // c
+        unbiased = var * (n / max(n - 1, 1))
+        m = self.momentum * gate
+        ra_mean.value = ra_mean.value + m * (jax.lax.stop_gradient(mean).astype(ra_mean.value.dtype) - ra_mean.value)
+        ra_var.value = ra_var.value + m * (jax.lax.stop_gradient(unbiased).astype(ra_var.value.dtype) - ra_var.value)
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+    return y * scale.astype(x.dtype) + bias.astype(x.dtype)
+
+
+def torch_padding(kernel: int) -> tuple[tuple[int, int], tuple[int, int]]:
+  """PyTorch's symmetric ``padding=(k-1)//2`` (JAX 'SAME' pads asymmetrically at stride 2)."""
+  p = (kernel - 1) // 2
+  return ((p, p), (p, p))
+
+
+def avg_pool_exclude_pad(x: jax.Array, window: int = 3) -> jax.Array:
+  """Stride-1 average pool with symmetric padding and ``count_include_pad=False``, NHWC.
+
+  Written as shifted adds: XLA:CPU runs ``reduce_window`` slowly (notes/xla-cpu-scoring.md).
+  """
+  p = window // 2
+  h, w = x.shape[1], x.shape[2]
+  xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+  total = sum(xp[:, i:i + h, j:j + w, :] for i in range(window) for j in range(window))
+  ones = jnp.pad(jnp.ones((h, w), x.dtype), ((p, p), (p, p)))
+  count = sum(ones[i:i + h, j:j + w] for i in range(window) for j in range(window))
+  return total / count[None, :, :, None]
