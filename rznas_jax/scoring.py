@@ -1,0 +1,217 @@
+"""The scoring harness: many NAS-Bench-201 cells, many proxies, one compiled function per proxy.
+
+Strategies (``strategy=``):
+
+* ``"masked_vmap"``: the masked network, ``jax.vmap``-ed over chunks of ``chunk_size`` cells (the
+  last chunk is padded), so every chunk reuses one executable. The fast path on accelerators.
+* ``"switch"``: the ``lax.switch`` network (``spaces/nb201_switch.py``) that computes only each
+  edge's chosen op, one cell per call of one jitted function. The fast path on a CPU, where the
+  masked network pays for all five ops on every edge (``notes/xla-cpu-scoring.md``).
+* ``"masked"``: the masked network, one cell per call, no vmap.
+* ``"auto"`` (default): ``switch`` on a CPU backend, ``masked_vmap`` elsewhere.
+
+Whatever the strategy, the cell is an array argument, never a static one, so the number of cells
+never changes the number of compiles. Variables are initialised once per init kind from the seed,
+so a cell's score does not depend on which other cells are scored with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from typing import Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rznas_jax import data as data_lib
+from rznas_jax import proxies as proxy_lib  # registers every proxy
+from rznas_jax.proxies.base import Batch
+from rznas_jax.spaces import nb201
+from rznas_jax.spaces import nb201_net
+
+STRATEGIES = ("auto", "switch", "masked_vmap", "masked")
+
+
+@dataclasses.dataclass(frozen=True)
+class NB201Setting:
+  """The network the cells are scored in (NAS-Bench-201 defaults: C=16, N=5)."""
+
+  dataset: str = "cifar10"
+  channels: int = 16
+  cells_per_stage: int = 5
+
+  def __post_init__(self):
+    if self.dataset not in nb201.DATASET_SHAPES:
+      raise ValueError(f"unknown dataset {self.dataset!r}; valid: {', '.join(nb201.DATASET_SHAPES)}.")
+
+  @property
+  def resolution(self) -> int:
+    return nb201.DATASET_SHAPES[self.dataset][0]
+
+  @property
+  def num_classes(self) -> int:
+    return nb201.DATASET_SHAPES[self.dataset][1]
+
+  def model(self, arch: nb201.Arch | None = None) -> nb201_net.NB201Network:
+    return nb201_net.NB201Network(arch, self.channels, self.cells_per_stage, self.num_classes)
+
+  def costs(self, arch: nb201.Arch) -> dict[str, float]:
+    kw = dict(channels=self.channels, cells_per_stage=self.cells_per_stage, num_classes=self.num_classes)
+    return {"params": float(nb201.count_params(arch, **kw)),
+            "flops": float(nb201.count_flops(arch, resolution=self.resolution, **kw))}
+
+
+def resolve_strategy(strategy: str) -> str:
+  if strategy not in STRATEGIES:
+    raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}.")
+  if strategy == "auto":
+    return "switch" if jax.default_backend() == "cpu" else "masked_vmap"
+  return strategy
+
+
+def gaussian_init(variables: dict, key: jax.Array) -> dict:
+  """Zen-NAS's ``network_weight_gaussian_init``: conv/linear weights N(0,1), biases 0, BN 1/0."""
+  params = variables["params"]
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  keys = jax.random.split(key, len(leaves))
+  new = []
+  for (path, leaf), k in zip(leaves, keys):
+    name = path[-1].key
+    if name == "kernel":
+      new.append(jax.random.normal(k, leaf.shape, leaf.dtype))
+    elif name == "scale":
+      new.append(jnp.ones_like(leaf))
+    else:
+      new.append(jnp.zeros_like(leaf))
+  return {**variables, "params": jax.tree_util.tree_unflatten(treedef, new)}
+
+
+class NB201Scorer:
+  """Scores NAS-Bench-201 cells with registered proxies through one compiled function each.
+
+  Example:
+    >>> scorer = NB201Scorer(["synflow", "naswot"], NB201Setting(channels=4, cells_per_stage=1))
+    >>> scores = scorer.score(nb201.random_archs(10, seed=0))   # {"synflow": array(10), ...}
+
+  Args:
+    proxies: registry names.
+    setting: the network.
+    images: real images for proxies that want them (None: Gaussian images, random labels).
+    batch_size: images per proxy batch.
+    seed: seeds the init, the batch and the proxy keys.
+    strategy: see the module docstring.
+    chunk_size: cells per vmapped call (``masked_vmap`` only).
+  """
+
+  def __init__(self, proxies: Sequence[str], setting: NB201Setting = NB201Setting(), *,
+               images: data_lib.ImageSet | None = None, batch_size: int = 64, seed: int = 0,
+               strategy: str = "auto", chunk_size: int = 8):
+    self.specs = [proxy_lib.get(p) for p in proxies]
+    self.setting = setting
+    self.strategy = resolve_strategy(strategy)
+    if chunk_size < 1:
+      raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
+    self.chunk_size = chunk_size
+    self.seed = seed
+    self.trace_counts: dict[str, int] = {}
+    self.compile_seconds: dict[str, float] = {}
+    root = jax.random.key(seed)
+    init_key, gauss_key, self._proxy_key = jax.random.split(root, 3)
+    masked = setting.model(None)
+    image_shape = (setting.resolution, setting.resolution, 3)
+    base = nb201_net.init_variables(masked, init_key, image_shape)
+    self._variables = {"pytorch": base, "gaussian": gaussian_init(base, gauss_key)}
+    gx, gy = data_lib.gaussian_batch(batch_size, setting.resolution, setting.num_classes, seed)
+    self._batches = {"gaussian": Batch(jnp.asarray(gx), jnp.asarray(gy))}
+    if images is not None:
+      rx, ry = data_lib.real_batch(images, batch_size, seed, setting.dataset, setting.resolution)
+      if ry.max() >= setting.num_classes:
+        raise data_lib.DataError(
+            f"the data has label {int(ry.max())}, but {setting.dataset} has {setting.num_classes} classes.")
+      self._batches["real"] = Batch(jnp.asarray(rx), jnp.asarray(ry))
+    else:
+      self._batches["real"] = self._batches["gaussian"]
+    self._fns: dict[str, Callable] = {}
+
+  # --- compiled per-proxy functions --------------------------------------------------------------
+  def _apply_factory(self):
+    model = self.setting.model(None)
+    if self.strategy == "switch":
+      from rznas_jax.spaces import nb201_switch  # pylint: disable=g-import-not-at-top
+      return lambda one_hot: nb201_switch.make_apply_fn(self.setting, jnp.argmax(one_hot, -1))
+    return lambda one_hot: nb201_net.make_apply_fn(model, one_hot)
+
+  def _compiled(self, spec):
+    if spec.name in self._fns:
+      return self._fns[spec.name]
+    make_apply = self._apply_factory()
+    name = spec.name
+
+    def one(variables, images, labels, key, one_hot):
+      self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
+      return spec.fn(make_apply(one_hot), variables, Batch(images, labels), key)
+
+    if self.strategy == "masked_vmap":
+      fn = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
+    else:
+      fn = jax.jit(one)
+    self._fns[name] = fn
+    return fn
+
+  def _inputs(self, spec):
+    variables = self._variables[spec.init]
+    batch = self._batches["real" if spec.data == "real" else "gaussian"]
+    if spec.dtype == "float64":
+      variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)
+      batch = Batch(batch.images.astype(jnp.float64), batch.labels)
+    return variables, batch
+
+  # --- public ------------------------------------------------------------------------------------
+  def score(self, archs: Sequence[nb201.Arch],
+            progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Scores ``archs`` with every proxy; returns {proxy: float64 array in the order of archs}.
+
+    Args:
+      archs: the cells.
+      progress: called with the number of (cell, proxy) scores just finished.
+    """
+    archs = list(archs)
+    out = {}
+    for spec in self.specs:
+      if spec.data == "none":
+        out[spec.name] = np.array([spec.fn(self.setting.costs(a)) for a in archs], np.float64)
+        if progress:
+          progress(len(archs))
+        continue
+      with jax.enable_x64(spec.dtype == "float64"):
+        out[spec.name] = self._score_one_proxy(spec, archs, progress)
+    return out
+
+  def _score_one_proxy(self, spec, archs, progress):
+    fn = self._compiled(spec)
+    variables, batch = self._inputs(spec)
+    key = jax.random.fold_in(self._proxy_key, zlib.crc32(spec.name.encode()))
+    one_hots = np.stack([a.one_hot() for a in archs]) if archs else np.zeros((0, 6, 5), np.float32)
+    scores = np.zeros(len(archs), np.float64)
+    step = self.chunk_size if self.strategy == "masked_vmap" else 1
+    for start in range(0, len(archs), step):
+      chunk = one_hots[start:start + step]
+      n = len(chunk)
+      if self.strategy == "masked_vmap":
+        if n < step:  # pad to the compiled chunk size
+          chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, 0)])
+        arg = jnp.asarray(chunk)
+      else:
+        arg = jnp.asarray(chunk[0])
+      first = spec.name not in self.compile_seconds
+      t0 = time.perf_counter()
+      value = np.asarray(jax.block_until_ready(fn(variables, batch.images, batch.labels, key, arg)))
+      if first:
+        self.compile_seconds[spec.name] = time.perf_counter() - t0
+      scores[start:start + n] = np.reshape(value, -1)[:n]
+      if progress:
+        progress(n)
+    return scores
