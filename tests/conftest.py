@@ -1,0 +1,18 @@
+"""Shared test fixtures: paths to the verified benchmark data beside the repository."""
+
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get("RZNAS_SHARED_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+NATS_CSV = os.path.join(SHARED_DATA, "nb201", "v-tao_nats-bench-landscape", "nats_bench.csv")
+NASLIB_JSON = os.path.join(SHARED_DATA, "nb201", "automl_NASLib", "zc_nasbench201_cifar10.DERIVED.json")
+CIFAR_NPZ = os.path.join(SHARED_DATA, "images", "YoongiKim_CIFAR-10-images_test.DERIVED.npz")
+
+
+def need(path):
+  """Skips the test when a shared data file is absent (e.g. outside CI)."""
+  if not os.path.exists(path):
+    pytest.skip(f"shared data file {path} is not present")
+  return path

@@ -1,0 +1,111 @@
+"""NAS-Bench-201 genotypes, indices and cost counters against the benchmark's own data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rznas_jax.spaces import nb201
+from rznas_jax.spaces.nb201 import Arch, GenotypeError
+
+from conftest import NASLIB_JSON, NATS_CSV, need
+
+BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def test_round_trip_every_cell():
+  archs = nb201.all_archs()
+  assert len(set(archs)) == nb201.NUM_ARCHS == 15625
+  for a in archs:
+    assert Arch.parse(a.genotype) == a
+    assert Arch.from_code(a.code) == a
+    assert Arch.from_op_indices(a.op_indices) == a
+    assert np.array_equal(a.one_hot().argmax(-1), a.op_indices)
+
+
+def test_parse_known_cell():
+  a = Arch.parse(BEST)
+  assert a.ops == ("nor_conv_3x3", "nor_conv_3x3", "nor_conv_3x3", "skip_connect", "nor_conv_3x3",
+                   "nor_conv_3x3")
+  assert str(a) == BEST and hash(a) == hash(Arch.parse(BEST))
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|", ["conv_5x5", "nor_conv_3x3"]),
+    ("|none~0|+|none~0|+|none~0|none~1|none~2|", ["node 2", "exactly 2"]),
+    ("|none~0|+|none~0|none~1|", ["3"]),
+    ("none~0|+|none~0|none~1|+|none~0|none~1|none~2|", ["start and end"]),
+    ("|none~0|+|none~1|none~1|+|none~0|none~1|none~2|", ["none~1", "node 0"]),
+    ("|none-0|+|none~0|none~1|+|none~0|none~1|none~2|", ["none-0", "op~k"]),
+])
+def test_malformed_genotypes_name_the_problem(bad, words):
+  with pytest.raises(GenotypeError) as e:
+    Arch.parse(bad)
+  msg = str(e.value)
+  for w in words:
+    assert w in msg, msg
+  assert "\n" not in msg
+
+
+def test_unknown_op_lists_valid_ops():
+  with pytest.raises(GenotypeError, match="valid ops are none, skip_connect"):
+    Arch(("none", "none", "none", "none", "none", "sep_conv"))
+
+
+def test_benchmark_index_matches_every_row():
+  table = nb201.BenchmarkTable.load(need(NATS_CSV))
+  assert len(table) == 15625
+  with open(NATS_CSV) as f:
+    rows = f.read().splitlines()[1:]
+  for i, row in enumerate(rows):
+    genotype = row.split(",")[3]
+    assert table.index(Arch.parse(genotype)) == i
+    assert table.arch(i).genotype == genotype
+  # Known facts of the benchmark: index 0 and the CIFAR-10 optimum at 6111.
+  assert table.arch(0).genotype == ("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+"
+                                    "|nor_conv_1x1~0|skip_connect~1|skip_connect~2|")
+  assert int(np.argmax(table.accuracy["cifar10"])) in (6111, 13714)
+  assert table.accuracy["cifar100"].max() == pytest.approx(73.5133, abs=1e-3)
+
+
+def _naslib_archs():
+  data = json.load(open(need(NASLIB_JSON)))["cifar10"]
+  naslib_ops = {0: "skip_connect", 1: "none", 2: "nor_conv_3x3", 3: "nor_conv_1x1", 4: "avg_pool_3x3"}
+  for key, entry in data.items():
+    e = [naslib_ops[int(t)] for t in key.strip("()").split(",")]
+    # NASLib orders edges (1,2),(1,3),(1,4),(2,3),(2,4),(3,4); the genotype string is node-major.
+    yield Arch((e[0], e[1], e[3], e[2], e[4], e[5])), entry
+
+
+def test_params_and_flops_match_naslib_on_724_cells():
+  n = 0
+  for arch, entry in _naslib_archs():
+    assert round(nb201.count_params(arch) / 1e6, 6) == pytest.approx(entry["params"]["score"], abs=5e-7)
+    assert round(nb201.count_flops(arch) / 1e6, 6) == pytest.approx(entry["flops"]["score"], abs=5e-7)
+    n += 1
+  assert n == 724
+
+
+def test_counters_by_hand():
+  # All-none cell, C=16, N=5, CIFAR-10: the stem, two reduction blocks, last BN, classifier.
+  stem = 3 * 16 * 9 + 32
+  red1 = 16 * 32 * 9 + 64 + 32 * 32 * 9 + 64 + 16 * 32
+  red2 = 32 * 64 * 9 + 128 + 64 * 64 * 9 + 128 + 32 * 64
+  head = 128 + 64 * 10 + 10
+  none = Arch(("none",) * 6)
+  assert nb201.count_params(none) == stem + red1 + red2 + head
+  # Each nor_conv_3x3 edge adds C*C*9 + 2C per cell, 5 cells a stage.
+  one = Arch(("nor_conv_3x3",) + ("none",) * 5)
+  assert nb201.count_params(one) - nb201.count_params(none) == 5 * sum(c * c * 9 + 2 * c for c in (16, 32, 64))
+  # MAC convention: a 1x1 conv edge adds C*C*H*W per cell.
+  one1 = Arch(("nor_conv_1x1",) + ("none",) * 5)
+  diff = nb201.count_flops(one1, convention="macs") - nb201.count_flops(none, convention="macs")
+  assert diff == 5 * (16 * 16 * 32 * 32 + 32 * 32 * 16 * 16 + 64 * 64 * 8 * 8)
+  with pytest.raises(ValueError, match="valid: tensorwatch, macs"):
+    nb201.count_flops(none, convention="fvcore")
+
+
+def test_random_archs_seeded_and_distinct():
+  a = nb201.random_archs(500, seed=3)
+  assert a == nb201.random_archs(500, seed=3) and len(set(a)) == 500
+  assert a != nb201.random_archs(500, seed=4)
