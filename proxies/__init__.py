@@ -1,3 +1,15 @@
 """Zero-cost proxies: one pure function each, registered by name (see `base.py` for the contract)."""
 
 from rznas_jax.proxies.base import Batch, ModelOutput, ProxySpec, UnknownProxyError, get, names, register
+# Importing a proxy module registers its proxies.
+from rznas_jax.proxies.analytic import flops, params
+from rznas_jax.proxies.fisher import fisher
+from rznas_jax.proxies.grad_norm import grad_norm, grad_norm_zen
+from rznas_jax.proxies.grasp import grasp
+from rznas_jax.proxies.jacov import jacov
+from rznas_jax.proxies.naswot import naswot
+from rznas_jax.proxies.snip import snip
+from rznas_jax.proxies.synflow import synflow, synflow_zen
+from rznas_jax.proxies.te_nas import te_nas
+from rznas_jax.proxies.zen import zen
+from rznas_jax.proxies.zico import zico, zico_score
