@@ -44,7 +44,8 @@ NASLIB_OPS = {0: "skip_connect", 1: "none", 2: "nor_conv_3x3", 3: "nor_conv_1x1"
 
 
 def load_naslib(path):
-  entries = json.load(open(path))["cifar10"]
+  with open(path) as f:
+    entries = json.load(f)["cifar10"]
   archs, rows = [], []
   for key, entry in entries.items():
     e = [NASLIB_OPS[int(t)] for t in key.strip("()").split(",")]

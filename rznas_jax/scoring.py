@@ -74,19 +74,15 @@ def resolve_strategy(strategy: str) -> str:
 
 def gaussian_init(variables: dict, key: jax.Array) -> dict:
   """Zen-NAS's ``network_weight_gaussian_init``: conv/linear weights N(0,1), biases 0, BN 1/0."""
-  params = variables["params"]
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  keys = jax.random.split(key, len(leaves))
-  new = []
-  for (path, leaf), k in zip(leaves, keys):
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+
+  def fill(path, leaf):
     name = path[-1].key
     if name == "kernel":
-      new.append(jax.random.normal(k, leaf.shape, leaf.dtype))
-    elif name == "scale":
-      new.append(jnp.ones_like(leaf))
-    else:
-      new.append(jnp.zeros_like(leaf))
-  return {**variables, "params": jax.tree_util.tree_unflatten(treedef, new)}
+      return jnp.asarray(rng.standard_normal(leaf.shape).astype(np.float32))
+    return jnp.ones_like(leaf) if name == "scale" else jnp.zeros_like(leaf)
+
+  return {**variables, "params": jax.tree_util.tree_map_with_path(fill, variables["params"])}
 
 
 class NB201Scorer:
@@ -119,11 +115,7 @@ class NB201Scorer:
     self.trace_counts: dict[str, int] = {}
     self.compile_seconds: dict[str, float] = {}
     root = jax.random.key(seed)
-    init_key, gauss_key, self._proxy_key = jax.random.split(root, 3)
-    masked = setting.model(None)
-    image_shape = (setting.resolution, setting.resolution, 3)
-    base = nb201_net.init_variables(masked, init_key, image_shape)
-    self._variables = {"pytorch": base, "gaussian": gaussian_init(base, gauss_key)}
+    self._init_key, self._gauss_key, self._proxy_key = jax.random.split(root, 3)
     gx, gy = data_lib.gaussian_batch(batch_size, setting.resolution, setting.num_classes, seed)
     self._batches = {"gaussian": Batch(jnp.asarray(gx), jnp.asarray(gy))}
     if images is not None:
@@ -134,6 +126,7 @@ class NB201Scorer:
       self._batches["real"] = Batch(jnp.asarray(rx), jnp.asarray(ry))
     else:
       self._batches["real"] = self._batches["gaussian"]
+    self._variables: dict[str, dict] = {}
     self._fns: dict[str, Callable] = {}
 
   # --- compiled per-proxy functions --------------------------------------------------------------
@@ -161,8 +154,16 @@ class NB201Scorer:
     self._fns[name] = fn
     return fn
 
+  def variables(self, init: str) -> dict:
+    """The masked network's variables for ``init`` ("pytorch" or "gaussian"), made on first use."""
+    if not self._variables:
+      image_shape = (self.setting.resolution, self.setting.resolution, 3)
+      base = nb201_net.init_variables(self.setting.model(None), self._init_key, image_shape)
+      self._variables = {"pytorch": base, "gaussian": gaussian_init(base, self._gauss_key)}
+    return self._variables[init]
+
   def _inputs(self, spec):
-    variables = self._variables[spec.init]
+    variables = self.variables(spec.init)
     batch = self._batches["real" if spec.data == "real" else "gaussian"]
     if spec.dtype == "float64":
       variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)

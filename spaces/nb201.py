@@ -206,8 +206,11 @@ class BenchmarkTable:
     missing = [c for c in needed if not rows or c not in rows[0]]
     if missing:
       raise ValueError(f"benchmark table {str(path)!r} lacks the column(s) {', '.join(missing)}.")
-    archs = [parse_genotype(r["ArchitectureString"]) for r in rows]
-    acc = {name: np.array([float(r[col]) for r in rows]) for name, col in cls.DATASET_COLUMNS.items()}
+    try:
+      archs = [parse_genotype(r["ArchitectureString"]) for r in rows]
+      acc = {name: np.array([float(r[col]) for r in rows]) for name, col in cls.DATASET_COLUMNS.items()}
+    except (GenotypeError, ValueError) as e:
+      raise ValueError(f"benchmark table {str(path)!r} has a bad row: {e}") from None
     unique = [r["UniqueString"] for r in rows] if "UniqueString" in rows[0] else None
     return cls(archs, acc, unique)
 
@@ -216,7 +219,10 @@ class BenchmarkTable:
 
   def index(self, arch: Arch) -> int:
     """The official benchmark index of ``arch``."""
-    return self._index[arch]
+    try:
+      return self._index[arch]
+    except KeyError:
+      raise KeyError(f"cell {arch} is not in the benchmark table.") from None
 
   def arch(self, index: int) -> Arch:
     return self.archs[index]
@@ -224,7 +230,7 @@ class BenchmarkTable:
   def lookup(self, archs: Iterable[Arch], dataset: str) -> np.ndarray:
     if dataset not in self.accuracy:
       raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(self.accuracy)}.")
-    return self.accuracy[dataset][[self._index[a] for a in archs]]
+    return self.accuracy[dataset][[self.index(a) for a in archs]]
 
 
 # --- cost counters ---------------------------------------------------------------------------------

@@ -227,14 +227,37 @@ def make_apply_fn(model: NB201Network, ops=None):
 
 
 def init_variables(model: NB201Network, key: jax.Array, image_shape=(32, 32, 3)) -> dict:
-  """PyTorch-default initial variables (``params``, ``batch_stats``) for a 2-image batch.
+  """PyTorch-default initial variables (``params``, ``batch_stats``) of ``model``.
 
-  For the masked form this creates every op's parameters; they serve every cell.
+  Conv and linear kernels are U(+-1/sqrt(fan_in)) (kaiming-uniform with a=sqrt(5)), the
+  classifier bias U(+-1/sqrt(fan_in)), BN scale 1 and bias 0, running mean 0 and variance 1. The
+  tree comes from ``jax.eval_shape`` of ``model.init`` (tracing only) and the values from NumPy,
+  which avoids compiling the network's initialiser op by op. For the masked form this creates every
+  op's parameters; they serve every cell.
   """
-  images = jnp.zeros((2, *image_shape), jnp.float32)
-  ops = None if model.arch is not None else jnp.asarray(np.eye(len(OPS), dtype=np.float32)[[3] * NUM_EDGES])
-  variables = model.init(key, images, ops)
-  return {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+  images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
+  ops = None if model.arch is not None else jax.ShapeDtypeStruct((NUM_EDGES, len(OPS)), jnp.float32)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), images, ops)
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+  fan_in = shapes["params"]["classifier"]["kernel"].shape[0]
+
+  def fill(path, leaf):
+    name = path[-1].key
+    collection = path[0].key
+    if collection == "batch_stats":
+      return jnp.ones(leaf.shape, leaf.dtype) if name == "var" else jnp.zeros(leaf.shape, leaf.dtype)
+    if name == "kernel":
+      bound = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+      return jnp.asarray(rng.uniform(-bound, bound, leaf.shape).astype(np.float32))
+    if name == "scale":
+      return jnp.ones(leaf.shape, leaf.dtype)
+    if name == "bias" and path[-2].key == "classifier":
+      bound = 1.0 / np.sqrt(fan_in)
+      return jnp.asarray(rng.uniform(-bound, bound, leaf.shape).astype(np.float32))
+    return jnp.zeros(leaf.shape, leaf.dtype)
+
+  kept = {k: v for k, v in shapes.items() if k in ("params", "batch_stats")}
+  return jax.tree_util.tree_map_with_path(fill, kept)
 
 
 def subset_for(arch: Arch, variables: dict, template: dict) -> dict:

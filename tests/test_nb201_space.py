@@ -69,7 +69,8 @@ def test_benchmark_index_matches_every_row():
 
 
 def _naslib_archs():
-  data = json.load(open(need(NASLIB_JSON)))["cifar10"]
+  with open(need(NASLIB_JSON)) as f:
+    data = json.load(f)["cifar10"]
   naslib_ops = {0: "skip_connect", 1: "none", 2: "nor_conv_3x3", 3: "nor_conv_1x1", 4: "avg_pool_3x3"}
   for key, entry in data.items():
     e = [naslib_ops[int(t)] for t in key.strip("()").split(",")]

@@ -1,0 +1,1 @@
+"""absl-flag entry points: ``python -m launch.score``, ``python -m launch.correlate``, ..."""

@@ -1,0 +1,324 @@
+"""What the scoring launchers share: their flags, the search spaces they know, one-line errors.
+
+Bad user input (a flag value, a genotype, a proxy name, a data or benchmark file) ends the run
+with one sentence on stderr that names the bad value and what would be valid, and exit code 2.
+Only the preparation of a run (`user_input_errors`) turns exceptions into such sentences; an
+exception while scoring is a bug and keeps its traceback.
+
+Adding a search space: write a class with the methods of `NB201Space` and add it to `SPACES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from typing import Any, Callable, Iterator, NoReturn, Sequence
+
+from absl import app
+from absl import flags
+from tqdm import tqdm
+
+# Only NumPy-based modules here: the inputs they can check (space, archs, data, benchmark) fail in
+# a fraction of a second, before JAX and the proxies are imported.
+from rznas_jax import data as data_lib
+from rznas_jax.spaces import nb201
+
+FLAGS = flags.FLAGS
+USAGE_EXIT_CODE = 2
+GAUSSIAN_DATA = "gaussian"
+
+flags.DEFINE_list("proxies", None, "Comma-separated proxy names, e.g. synflow,naswot.", required=True)
+flags.DEFINE_string("data", GAUSSIAN_DATA,
+                    "'gaussian' (N(0,1) images, random labels), a CIFAR python-pickle directory or an "
+                    ".npz file with 'images' (N, H, W, 3) uint8 and 'labels' (N,).")
+flags.DEFINE_string("dataset", "cifar10",
+                    "Dataset the network is built for (classes, input size): cifar10, cifar100, "
+                    "imagenet16-120; also picks the normalisation of real images.")
+flags.DEFINE_integer("seed", 0, "Seeds the sampled architectures, the init, the batch and the proxies.")
+flags.DEFINE_integer("batch_size", 64, "Images per proxy batch.", lower_bound=1)
+flags.DEFINE_string("strategy", "auto", "Scoring strategy: auto, switch, masked_vmap, masked.")
+flags.DEFINE_integer("chunk_size", 8, "Cells per vmapped call (masked_vmap only).", lower_bound=1)
+flags.DEFINE_integer("channels", 16, "Channels of the first stage (NAS-Bench-201: 16).", lower_bound=1)
+flags.DEFINE_integer("cells_per_stage", 5, "Cells per stage (NAS-Bench-201: 5).", lower_bound=1)
+flags.DEFINE_string("compilation_cache_dir", None,
+                    "Enables JAX's persistent compilation cache in this folder.")
+flags.DEFINE_string("out", None, "Output folder (created if missing).", required=True)
+
+# Exceptions that carry a sentence for the user. OSError covers a missing file and an unusable
+# --out folder. The registry's UnknownProxyError (a KeyError) is matched in `_is_user_error`.
+USER_ERRORS = (nb201.GenotypeError, data_lib.DataError, ValueError, OSError)
+
+
+# --- flags and errors ------------------------------------------------------------------------------
+
+
+def fail(message: str) -> NoReturn:
+  """Prints ``message`` as one line on stderr and exits with `USAGE_EXIT_CODE`."""
+  sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
+  sys.stderr.flush()
+  sys.exit(USAGE_EXIT_CODE)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parser, but a bad flag gets one line on stderr instead of a usage dump.
+
+  Logging stays at WARNING unless ``--verbosity`` is given (absl would raise it to INFO), so the
+  progress bar is not interleaved with JAX's INFO lines about backends it did not find.
+  """
+  try:
+    argv = FLAGS(argv)
+  except flags.Error as e:
+    fail(str(e))
+  if FLAGS["verbosity"].using_default_value:
+    FLAGS.verbosity = -1  # WARNING; also stops app.run from raising it to INFO
+  return argv
+
+
+@contextlib.contextmanager
+def user_input_errors() -> Iterator[None]:
+  """Turns the library's bad-input exceptions into `fail`; everything else propagates."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except  (re-raised unless it is bad input)
+    if not _is_user_error(e):
+      raise
+    fail(str(e))
+
+
+def _is_user_error(error: Exception) -> bool:
+  if isinstance(error, USER_ERRORS):
+    return True
+  registry = sys.modules.get("rznas_jax.proxies.base")  # not imported: no proxy was looked up
+  return registry is not None and isinstance(error, registry.UnknownProxyError)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """``app.run(main)`` with one-line flag errors; extra positional arguments are an error too."""
+
+  def checked_main(argv: list[str]) -> None:
+    if len(argv) > 1:
+      fail(f"unexpected argument(s) {' '.join(argv[1:])!r}; every option is a --flag=value.")
+    main(argv)
+
+  app.run(checked_main, flags_parser=parse_flags)
+
+
+# --- search spaces ---------------------------------------------------------------------------------
+
+
+class NB201Space:
+  """NAS-Bench-201: the 15,625 cells, scored by `rznas_jax.scoring.NB201Scorer`."""
+
+  name = "nb201"
+  size = nb201.NUM_ARCHS
+
+  def parse_archs(self, spec: str, seed: int) -> list[nb201.Arch]:
+    """``all``, ``random:N`` (N distinct cells drawn with ``seed``) or comma-separated genotypes.
+
+    Raises:
+      ValueError: a spec of none of these forms, or N out of 1..15625.
+      GenotypeError: a malformed genotype in the list.
+    """
+    text = spec.strip()
+    if text == "all":
+      return nb201.all_archs()
+    if text.startswith("random:"):
+      count = text[len("random:"):]
+      if not count.strip().isdigit() or not 1 <= int(count) <= self.size:
+        raise ValueError(f"--archs={spec!r} needs a count between 1 and {self.size} after 'random:', "
+                         "e.g. random:100.")
+      return nb201.random_archs(int(count), seed)
+    if "|" in text:
+      genotypes = [g for g in text.split(",") if g.strip()]
+      if genotypes:
+        return [nb201.parse_genotype(g) for g in genotypes]
+    raise ValueError(f"--archs={spec!r} is not 'all', 'random:N' or a comma-separated list of "
+                     "genotypes such as '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|"
+                     "nor_conv_1x1~1|skip_connect~2|'.")
+
+  def sample(self, num_archs: str, seed: int) -> list[nb201.Arch]:
+    """``num_archs`` distinct cells drawn with ``seed``; ``all`` or ``0`` for every cell in order."""
+    text = num_archs.strip()
+    if text in ("all", "0"):
+      return nb201.all_archs()
+    if not text.isdigit() or not 1 <= int(text) <= self.size:
+      raise ValueError(f"--num_archs={num_archs!r} must be a count between 1 and {self.size}, or "
+                       "'all' (or 0) for every architecture.")
+    return nb201.random_archs(int(text), seed)
+
+  def genotype(self, arch: nb201.Arch) -> str:
+    return arch.genotype
+
+  def load_benchmark(self, path: str) -> nb201.BenchmarkTable:
+    return nb201.BenchmarkTable.load(path)
+
+  def check_in_benchmark(self, archs: Sequence[nb201.Arch], table: nb201.BenchmarkTable, path: str) -> None:
+    known = set(table.archs)
+    missing = [a for a in archs if a not in known]
+    if missing:
+      raise ValueError(f"benchmark table {path!r} lacks {len(missing)} of the {len(archs)} "
+                       f"architectures, e.g. {missing[0].genotype}; give a table of all "
+                       f"{self.size} NAS-Bench-201 architectures.")
+
+  def benchmark_datasets(self) -> tuple[str, ...]:
+    return tuple(nb201.BenchmarkTable.DATASET_COLUMNS)
+
+  def scorer(self, proxies: Sequence[str], images: data_lib.ImageSet | None):
+    """The scoring harness for ``proxies``, configured by the shared flags."""
+    from rznas_jax import scoring  # pylint: disable=g-import-not-at-top
+    setting = scoring.NB201Setting(FLAGS.dataset, FLAGS.channels, FLAGS.cells_per_stage)
+    if images is not None:  # the scorer checks the images only after initialising the network
+      data_lib.real_batch(images, FLAGS.batch_size, FLAGS.seed, setting.dataset, setting.resolution)
+    return scoring.NB201Scorer(proxies, setting, images=images, batch_size=FLAGS.batch_size,
+                               seed=FLAGS.seed, strategy=FLAGS.strategy, chunk_size=FLAGS.chunk_size)
+
+
+SPACES = {"nb201": NB201Space()}
+flags.DEFINE_string("space", "nb201", f"Search space; valid: {', '.join(SPACES)}.")
+
+
+def get_space(name: str):
+  """The launcher support for space ``name``; ValueError listing the valid spaces."""
+  if name not in SPACES:
+    raise ValueError(f"unknown space {name!r}; valid spaces are {', '.join(SPACES)}.")
+  return SPACES[name]
+
+
+# --- preparing a run -------------------------------------------------------------------------------
+
+
+def check_proxies(names: Sequence[str]) -> list[str]:
+  """The ``--proxies`` list, checked against the registry (UnknownProxyError names the valid ones)."""
+  from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
+  names = [n.strip() for n in names if n.strip()]
+  if not names:
+    raise ValueError(f"--proxies is empty; give one or more of {', '.join(proxy_lib.names())}.")
+  for name in names:
+    proxy_lib.get(name)
+  repeated = sorted({n for n in names if names.count(n) > 1})
+  if repeated:
+    raise ValueError(f"proxy {repeated[0]!r} is listed more than once in --proxies.")
+  return names
+
+
+def load_data(spec: str) -> data_lib.ImageSet | None:
+  """None for ``gaussian``, else the images at the path (DataError when unusable)."""
+  if spec == GAUSSIAN_DATA:
+    return None
+  if not os.path.exists(spec):
+    raise data_lib.DataError(f"--data={spec!r} does not exist; give {GAUSSIAN_DATA!r}, a CIFAR "
+                             "python-pickle directory or an .npz file with 'images' and 'labels'.")
+  return data_lib.load_images(spec)
+
+
+def prepare_out_dir(path: str) -> str:
+  """Creates ``--out`` now, so an unusable folder fails before the scoring, not after it."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise NotADirectoryError(f"--out={path!r} is a file; give a folder (it is created if missing).")
+  os.makedirs(path, exist_ok=True)
+  if not os.access(path, os.W_OK):
+    raise PermissionError(f"output folder {path!r} is not writable; choose another --out.")
+  return path
+
+
+def enable_compilation_cache(path: str | None) -> None:
+  """Turns on JAX's persistent compilation cache in ``path`` (no-op for None).
+
+  Every executable is cached, however fast it compiled: initialising the network runs eagerly
+  and compiles hundreds of small ones, which JAX's default 1 s threshold would leave out (a
+  repeated tiny run: ~20 s with the threshold, ~7 s without, on a 2-core CPU).
+  """
+  if path:
+    import jax  # pylint: disable=g-import-not-at-top
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def flag_settings(names: Sequence[str]) -> dict[str, Any]:
+  """The values of the flags ``names``, for the run record."""
+  return {name: FLAGS[name].value for name in names}
+
+
+SHARED_FLAGS = ("space", "proxies", "data", "dataset", "seed", "batch_size", "strategy",
+                "chunk_size", "channels", "cells_per_stage", "compilation_cache_dir", "out")
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+class ProxyProgress:
+  """A tqdm bar over every (cell, proxy) score, fed by ``NB201Scorer.score``'s ``progress``.
+
+  The scorer finishes one proxy for every cell before the next, in the order given, so the
+  running count also says when each proxy ended; `seconds` holds each proxy's wall time
+  (compilation included).
+  """
+
+  def __init__(self, proxies: Sequence[str], num_archs: int):
+    self._proxies = list(proxies)
+    self._num_archs = num_archs
+    self._done = 0
+    self._finished = 0
+    self._last = time.perf_counter()
+    self.seconds: dict[str, float] = {}
+    self._bar = tqdm(total=num_archs * len(self._proxies), unit="score", dynamic_ncols=True,
+                     desc=self._proxies[0] if self._proxies else None)
+
+  def start_clock(self) -> float:
+    """Starts timing the first proxy now; returns the time."""
+    self._last = time.perf_counter()
+    return self._last
+
+  def __call__(self, count: int) -> None:
+    self._done += count
+    while (self._finished < len(self._proxies)
+           and self._done >= (self._finished + 1) * self._num_archs):
+      now = time.perf_counter()
+      self.seconds[self._proxies[self._finished]] = now - self._last
+      self._last = now
+      self._finished += 1
+      if self._finished < len(self._proxies):
+        self._bar.set_description(self._proxies[self._finished], refresh=False)
+    self._bar.update(count)
+
+  def close(self) -> None:
+    self._bar.close()
+
+
+def score_with_progress(scorer, proxies: Sequence[str], archs: Sequence[Any]) -> tuple[dict, dict]:
+  """Scores ``archs`` with a progress bar; returns ({proxy: scores}, timing in seconds)."""
+  progress = ProxyProgress(proxies, len(archs))
+  start = progress.start_clock()
+  try:
+    scores = scorer.score(archs, progress=progress)
+  finally:
+    progress.close()
+  seconds = time.perf_counter() - start
+  timing = {
+      "scoring_seconds": seconds,
+      "archs_per_second": len(archs) / seconds if seconds > 0 else None,
+      "proxy_seconds": progress.seconds,
+      "compile_seconds": dict(getattr(scorer, "compile_seconds", {})),
+  }
+  return scores, timing
+
+
+def environment(scorer) -> dict[str, Any]:
+  """Where the run ran: JAX version, backend, devices, the resolved strategy and proxy variants."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
+  specs = {}
+  for spec in getattr(scorer, "specs", ()):
+    specs[spec.name] = {"init": spec.init, "data": spec.data, "dtype": spec.dtype, "source": spec.source}
+  return {
+      "resolved_strategy": getattr(scorer, "strategy", None),
+      "jax_version": jax.__version__,
+      "backend": jax.default_backend(),
+      "devices": [str(d) for d in jax.devices()],
+      "proxy_specs": specs,
+      "registered_proxies": proxy_lib.names(),
+  }
