@@ -110,3 +110,10 @@ def test_random_archs_seeded_and_distinct():
   a = nb201.random_archs(500, seed=3)
   assert a == nb201.random_archs(500, seed=3) and len(set(a)) == 500
   assert a != nb201.random_archs(500, seed=4)
+
+
+def test_isomorphism_key_is_nats_unique_string():
+  table = nb201.BenchmarkTable.load(need(NATS_CSV))
+  keys = [nb201.isomorphism_key(a) for a in table.archs]
+  assert keys == table.unique
+  assert len(set(keys)) == 6466
