@@ -313,8 +313,9 @@ def isomorphism_key(arch: Arch) -> str:
   """NATS-Bench's ``UniqueString``: cells with equal keys compute the same function up to weights.
 
   Each node is the sorted, '+'-joined list of its incoming edges' strings: ``skip_connect`` passes
-  its input node's string through, ``none`` gives ``#``, and any other op gives ``(input)@op``. NAS-Bench-201's 15,625 cells fall into 6,466 classes, so a full sweep
-  can score each class once (with one set of initial weights, members of a class see different
+  its input node's string through, ``none`` (or any op on a node that is ``#``) gives ``#``, and
+  any other op gives ``(input)@op``. NAS-Bench-201's 15,625 cells fall into 6,466 classes, so a
+  full sweep can score each class once (with one set of initial weights, members of a class see different
   weights, so their scores differ slightly).
   """
   nodes = ["0"]
@@ -324,7 +325,7 @@ def isomorphism_key(arch: Arch) -> str:
       op = arch.ops[e]
       if to != node:
         continue
-      if op == "none":
+      if op == "none" or nodes[src] == "#":  # zero, or an op applied to a zero node
         items.append("#")
       else:
         items.append(nodes[src] if op == "skip_connect" else f"({nodes[src]})@{op}")
