@@ -13,3 +13,4 @@ from rznas_jax.proxies.synflow import synflow, synflow_zen
 from rznas_jax.proxies.te_nas import te_nas
 from rznas_jax.proxies.zen import zen
 from rznas_jax.proxies.zico import zico, zico_score
+from rznas_jax.proxies.maedet import maedet, maedet_score
