@@ -1,0 +1,67 @@
+"""The scoring harness: one compile whatever the number of cells, strategies agree, seeds repeat."""
+
+import jax
+import numpy as np
+import pytest
+
+from rznas_jax import data as data_lib
+from rznas_jax import scoring
+from rznas_jax.spaces import nb201
+
+from conftest import CIFAR_NPZ, need
+
+TINY = scoring.NB201Setting(channels=4, cells_per_stage=1)
+
+
+def test_one_compile_for_1_and_100_cells():
+  scorer = scoring.NB201Scorer(["naswot"], TINY, batch_size=8, strategy="masked_vmap", chunk_size=8)
+  one = scorer.score(nb201.random_archs(1, seed=0))
+  hundred = scorer.score(nb201.random_archs(100, seed=1))
+  assert scorer.trace_counts == {"naswot": 1}
+  assert one["naswot"].shape == (1,) and hundred["naswot"].shape == (100,)
+  assert np.all(np.isfinite(hundred["naswot"]))
+
+
+@pytest.mark.parametrize("strategy", ["masked", "switch"])
+def test_strategies_give_the_same_scores(strategy):
+  archs = nb201.random_archs(6, seed=2) + [nb201.Arch(("none",) * 6)]
+  proxies = ["naswot", "synflow", "grad_norm"]
+  ref = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="masked_vmap", chunk_size=4).score(archs)
+  scorer = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy=strategy)
+  got = scorer.score(archs)
+  for p in proxies:
+    np.testing.assert_allclose(got[p], ref[p], rtol=2e-4, atol=1e-6, err_msg=p)
+  assert all(n == 1 for n in scorer.trace_counts.values())
+
+
+def test_same_seed_same_scores_other_seed_other_scores():
+  archs = nb201.random_archs(5, seed=3)
+  a = scoring.NB201Scorer(["grad_norm"], TINY, batch_size=8, seed=7, strategy="masked").score(archs)
+  b = scoring.NB201Scorer(["grad_norm"], TINY, batch_size=8, seed=7, strategy="masked").score(archs)
+  c = scoring.NB201Scorer(["grad_norm"], TINY, batch_size=8, seed=8, strategy="masked").score(archs)
+  np.testing.assert_array_equal(a["grad_norm"], b["grad_norm"])
+  assert not np.allclose(a["grad_norm"], c["grad_norm"])
+
+
+def test_analytic_proxies_use_the_counters():
+  archs = nb201.random_archs(20, seed=4)
+  got = scoring.NB201Scorer(["params", "flops"], TINY).score(archs)
+  np.testing.assert_array_equal(got["params"], [nb201.count_params(a, 4, 1) for a in archs])
+  np.testing.assert_array_equal(got["flops"], [nb201.count_flops(a, 4, 1) for a in archs])
+
+
+def test_real_images_batch():
+  images = data_lib.load_images(need(CIFAR_NPZ))
+  assert images.images.shape == (1000, 32, 32, 3)
+  x, y = data_lib.real_batch(images, 64, seed=0, dataset="cifar10", resolution=32)
+  assert x.shape == (64, 32, 32, 3) and x.dtype == np.float32
+  assert abs(float(x.mean())) < 0.5 and 0.5 < float(x.std()) < 1.5  # normalised
+  with pytest.raises(data_lib.DataError, match="16x16"):
+    data_lib.real_batch(images, 64, seed=0, dataset="imagenet16-120", resolution=16)
+
+
+def test_unknown_strategy_and_dataset():
+  with pytest.raises(ValueError, match="valid: auto, switch"):
+    scoring.resolve_strategy("pmap")
+  with pytest.raises(ValueError, match="valid: cifar10"):
+    scoring.NB201Setting(dataset="mnist")
