@@ -6,11 +6,17 @@ Only the preparation of a run (`user_input_errors`) turns exceptions into such s
 exception while scoring is a bug and keeps its traceback.
 
 Adding a search space: write a class with the methods of `NB201Space` and add it to `SPACES`.
+The macro spaces (`MacroSpaceLauncher`: zen_cifar, mobilenet_imagenet, maedet_coco) take their
+budgets, layer limit, resolution and classes from the macro flags below; the NB201 network flags
+(--channels, --cells_per_stage, --strategy, --chunk_size) are an error with them, and the macro
+flags are an error with nb201.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import os
 import sys
 import time
@@ -23,6 +29,8 @@ from tqdm import tqdm
 # Only NumPy-based modules here: the inputs they can check (space, archs, data, benchmark) fail in
 # a fraction of a second, before JAX and the proxies are imported.
 from rznas_jax import data as data_lib
+from rznas_jax.spaces import macro
+from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces import nb201
 
 FLAGS = flags.FLAGS
@@ -34,21 +42,36 @@ flags.DEFINE_string("data", GAUSSIAN_DATA,
                     "'gaussian' (N(0,1) images, random labels), a CIFAR python-pickle directory or an "
                     ".npz file with 'images' (N, H, W, 3) uint8 and 'labels' (N,).")
 flags.DEFINE_string("dataset", "cifar10",
-                    "Dataset the network is built for (classes, input size): cifar10, cifar100, "
-                    "imagenet16-120; also picks the normalisation of real images.")
+                    "nb201: dataset the network is built for (classes, input size): cifar10, "
+                    "cifar100, imagenet16-120; also picks the normalisation of real images. Macro "
+                    "spaces: only the normalisation of real images (cifar10, cifar100, "
+                    "imagenet16-120, imagenet), by default CIFAR for zen_cifar, else ImageNet.")
 flags.DEFINE_integer("seed", 0, "Seeds the sampled architectures, the init, the batch and the proxies.")
 flags.DEFINE_integer("batch_size", 64, "Images per proxy batch.", lower_bound=1)
 flags.DEFINE_string("strategy", "auto", "Scoring strategy: auto, switch, masked_vmap, masked.")
 flags.DEFINE_integer("chunk_size", 8, "Cells per vmapped call (masked_vmap only).", lower_bound=1)
 flags.DEFINE_integer("channels", 16, "Channels of the first stage (NAS-Bench-201: 16).", lower_bound=1)
 flags.DEFINE_integer("cells_per_stage", 5, "Cells per stage (NAS-Bench-201: 5).", lower_bound=1)
+flags.DEFINE_integer("resolution", None, "Macro spaces: input size, overriding the space's (32, 224, "
+                     "480); budgets are checked at this size.", lower_bound=1)
+flags.DEFINE_integer("num_classes", None, "Macro spaces: classifier width, overriding the space's.",
+                     lower_bound=1)
+flags.DEFINE_float("budget_flops", None, "Macro spaces: FLOPs (multiply-accumulate) budget, e.g. 450e6.",
+                   lower_bound=0)
+flags.DEFINE_float("budget_params", None, "Macro spaces: parameter budget, e.g. 1e6.", lower_bound=0)
+flags.DEFINE_integer("max_layers", None, "Macro spaces: layer limit, overriding the space's.",
+                     lower_bound=1)
+flags.DEFINE_bool("scan", False, "Macro spaces: run a block's repeated sub-layers as one nn.scan "
+                  "(shorter compiles for deep blocks; slower on a CPU).")
 flags.DEFINE_string("compilation_cache_dir", None,
                     "Enables JAX's persistent compilation cache in this folder.")
 flags.DEFINE_string("out", None, "Output folder (created if missing).", required=True)
 
 # Exceptions that carry a sentence for the user. OSError covers a missing file and an unusable
 # --out folder. The registry's UnknownProxyError (a KeyError) is matched in `_is_user_error`.
-USER_ERRORS = (nb201.GenotypeError, data_lib.DataError, ValueError, OSError)
+USER_ERRORS = (nb201.GenotypeError, macro.StructureError, data_lib.DataError, ValueError, OSError)
+NB201_ONLY_FLAGS = ("channels", "cells_per_stage", "strategy", "chunk_size")
+MACRO_ONLY_FLAGS = ("resolution", "num_classes", "budget_flops", "budget_params", "max_layers", "scan")
 
 
 # --- flags and errors ------------------------------------------------------------------------------
@@ -168,6 +191,7 @@ class NB201Space:
   def scorer(self, proxies: Sequence[str], images: data_lib.ImageSet | None):
     """The scoring harness for ``proxies``, configured by the shared flags."""
     from rznas_jax import scoring  # pylint: disable=g-import-not-at-top
+    reject_flags_given(MACRO_ONLY_FLAGS, f"--space={self.name}")
     setting = scoring.NB201Setting(FLAGS.dataset, FLAGS.channels, FLAGS.cells_per_stage)
     if images is not None:  # the scorer checks the images only after initialising the network
       data_lib.real_batch(images, FLAGS.batch_size, FLAGS.seed, setting.dataset, setting.resolution)
@@ -175,7 +199,155 @@ class NB201Space:
                                seed=FLAGS.seed, strategy=FLAGS.strategy, chunk_size=FLAGS.chunk_size)
 
 
-SPACES = {"nb201": NB201Space()}
+def reject_flags_given(names: Sequence[str], context: str) -> None:
+  """ValueError if any flag in ``names`` was set on the command line (they mean nothing here)."""
+  given = [f"--{n}" for n in names if not FLAGS[n].using_default_value]
+  if given:
+    raise ValueError(f"{', '.join(given)} cannot be used with {context}; "
+                     f"{'it applies' if len(given) == 1 else 'they apply'} to other spaces only.")
+
+
+def split_structures(spec: str) -> list[str]:
+  """Splits ``--archs`` into items at ';' and whitespace outside parentheses.
+
+  Commas separate a block's arguments, so they cannot separate architectures; whitespace inside
+  ``Name(3, 8, 1, 1)`` stays with its block.
+  """
+  items, current, depth = [], [], 0
+  for ch in spec:
+    if ch == "(":
+      depth += 1
+    elif ch == ")":
+      depth = max(0, depth - 1)
+    if depth == 0 and (ch == ";" or ch.isspace()):
+      if current:
+        items.append("".join(current))
+      current = []
+    else:
+      current.append(ch)
+  if current:
+    items.append("".join(current))
+  return items
+
+
+class MacroSpaceLauncher:
+  """A macro space (``rznas_jax.spaces.macro_spaces``), scored by `macro_scoring.MacroScorer`.
+
+  The space is made from the flags each time it is asked for: ``--resolution``,
+  ``--num_classes``, ``--budget_flops``, ``--budget_params`` and ``--max_layers`` override its
+  defaults (before parsing, the flags hold their defaults, so the space is the stock one).
+  """
+
+  def __init__(self, name: str):
+    if name not in macro_spaces.SPACES:
+      raise ValueError(f"unknown macro space {name!r}; valid: {', '.join(macro_spaces.SPACES)}.")
+    self.name = name
+    self.size = None  # not enumerable
+
+  def space(self) -> macro_spaces.MacroSpace:
+    """The space with the flags' overrides applied."""
+    factory = macro_spaces.SPACES[self.name]
+    accepted = inspect.signature(factory).parameters
+    kwargs = {k: FLAGS[k].value for k in ("resolution", "num_classes", "max_layers")
+              if FLAGS[k].value is not None}
+    later = {}
+    for flag, kwarg, field in (("budget_params", "params", "budget_params"),
+                               ("budget_flops", "flops", "budget_flops")):
+      value = FLAGS[flag].value
+      if value is None:
+        continue
+      if kwarg in accepted:  # the factory's own budget (it may set the layer limit from it)
+        kwargs[kwarg] = value
+      else:
+        later[field] = value
+    space = factory(**kwargs)
+    return dataclasses.replace(space, **later) if later else space
+
+  def parse_archs(self, spec: str, seed: int) -> list[macro.Arch]:
+    """``random:N``, ``initial`` or structure strings separated by ';' or whitespace.
+
+    ``random:N``: N distinct valid architectures from a random walk of the space's mutation from
+    its initial structure, seeded by ``seed`` (`macro_scoring.random_archs`). ``initial`` (also
+    inside a list): the space's initial structure. Every architecture is validated.
+
+    Raises:
+      ValueError: a spec of none of these forms, N < 1, or an architecture that does not parse
+        or is not in the space (over budget, too many layers, ...), naming it and the reasons.
+    """
+    reject_flags_given(NB201_ONLY_FLAGS, f"--space={self.name}")
+    space = self.space()
+    text = spec.strip()
+    if text.startswith("random:"):
+      count = text[len("random:"):].strip()
+      if not count.isdigit() or int(count) < 1:
+        raise ValueError(f"--archs={spec!r} needs a positive count after 'random:', e.g. random:100.")
+      from rznas_jax import macro_scoring  # pylint: disable=g-import-not-at-top  (imports JAX)
+      return macro_scoring.random_archs(space, int(count), seed)
+    items = [space.initial if item == "initial" else item for item in split_structures(text)]
+    if not items:
+      raise ValueError(f"--archs={spec!r} is empty; give 'initial', 'random:N' or structure "
+                       f"strings separated by ';', e.g. {space.initial}.")
+    return _check_macro_archs(space, items)
+
+  def sample(self, num_archs: str, seed: int) -> list[macro.Arch]:
+    """``num_archs`` random valid architectures (see `parse_archs`'s ``random:N``)."""
+    text = num_archs.strip()
+    if not text.isdigit() or int(text) < 1:
+      raise ValueError(f"--num_archs={num_archs!r} must be a positive count for the {self.name} "
+                       "space, which cannot be enumerated.")
+    return self.parse_archs(f"random:{text}", seed)
+
+  def genotype(self, arch: macro.Arch) -> str:
+    return arch.structure
+
+  def load_benchmark(self, path: str):
+    raise ValueError(f"the {self.name} space has no benchmark table (its accuracies need "
+                     f"training), so --benchmark={path!r} cannot be used; correlate with "
+                     "--space=nb201.")
+
+  def check_in_benchmark(self, archs, table, path: str) -> None:
+    self.load_benchmark(path)
+
+  def benchmark_datasets(self) -> tuple[str, ...]:
+    return ()
+
+  def scorer(self, proxies: Sequence[str], images: data_lib.ImageSet | None):
+    """A `MacroScorer` for ``proxies`` in the flag-configured space."""
+    from rznas_jax import macro_scoring  # pylint: disable=g-import-not-at-top
+    reject_flags_given(NB201_ONLY_FLAGS, f"--space={self.name}")
+    normalization = None
+    if not FLAGS["dataset"].using_default_value:
+      normalization = FLAGS.dataset
+      if normalization not in macro_scoring.NORMALIZATIONS:
+        raise ValueError(f"--dataset={normalization!r} is not a normalisation of real images for "
+                         f"the {self.name} space; valid: {', '.join(macro_scoring.NORMALIZATIONS)}.")
+    return macro_scoring.MacroScorer(proxies, self.space(), images=images,
+                                     batch_size=FLAGS.batch_size, seed=FLAGS.seed, scan=FLAGS.scan,
+                                     normalization=normalization)
+
+
+def _check_macro_archs(space: macro_spaces.MacroSpace, items: Sequence[str]) -> list[macro.Arch]:
+  """Every item parsed and validated; ValueError naming the first bad one and its reasons.
+
+  `macro_scoring.check_archs` does the same for the library; this copy keeps JAX unimported
+  until the input is known to be good, so a bad string fails in a fraction of a second.
+  """
+  archs = []
+  for i, item in enumerate(items):
+    where = f"--archs structure {i + 1} of {len(items)}" if len(items) > 1 else "--archs structure"
+    shown = item if len(item) <= 300 else item[:300] + "..."
+    try:
+      arch = space.parse(item)
+    except macro.StructureError as e:
+      raise ValueError(f"{where} {shown!r} is malformed: {' '.join(e.reasons)}") from None
+    reasons = space.validate(arch)
+    if reasons:
+      raise ValueError(f"{where} {shown!r} is not in the {space.name} space: {' '.join(reasons)}")
+    archs.append(arch)
+  return archs
+
+
+SPACES = {"nb201": NB201Space(), **{name: MacroSpaceLauncher(name) for name in macro_spaces.SPACES}}
 flags.DEFINE_string("space", "nb201", f"Search space; valid: {', '.join(SPACES)}.")
 
 
@@ -244,7 +416,7 @@ def flag_settings(names: Sequence[str]) -> dict[str, Any]:
 
 
 SHARED_FLAGS = ("space", "proxies", "data", "dataset", "seed", "batch_size", "strategy",
-                "chunk_size", "channels", "cells_per_stage", "compilation_cache_dir", "out")
+                "chunk_size", "channels", "cells_per_stage", "compilation_cache_dir", "out") + MACRO_ONLY_FLAGS
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -314,7 +486,7 @@ def environment(scorer) -> dict[str, Any]:
   specs = {}
   for spec in getattr(scorer, "specs", ()):
     specs[spec.name] = {"init": spec.init, "data": spec.data, "dtype": spec.dtype, "source": spec.source}
-  return {
+  record = {
       "resolved_strategy": getattr(scorer, "strategy", None),
       "jax_version": jax.__version__,
       "backend": jax.default_backend(),
@@ -322,3 +494,11 @@ def environment(scorer) -> dict[str, Any]:
       "proxy_specs": specs,
       "registered_proxies": proxy_lib.names(),
   }
+  space = getattr(scorer, "space", None)
+  if isinstance(space, macro_spaces.MacroSpace):  # the space as scored, after the flag overrides
+    record["macro_space"] = {
+        "name": space.name, "resolution": space.resolution, "num_classes": space.num_classes,
+        "budget_flops": space.budget_flops, "budget_params": space.budget_params,
+        "max_layers": space.max_layers, "convention": space.convention,
+        "normalization": getattr(scorer, "normalization", None)}
+  return record

@@ -1,0 +1,385 @@
+"""The scoring harness for the macro spaces: one compiled function per (structure, proxy).
+
+A macro architecture changes the network's shapes, so, unlike a NAS-Bench-201 cell, it cannot be
+an array argument: the `Arch` (hashable) is static, and every distinct structure is traced and
+compiled once per proxy. `MacroScorer` keeps those executables in a cache keyed on
+``(arch, proxy)`` (least recently used first out, ``cache_size`` entries), so a structure that
+comes back, within one call or across calls, runs without tracing again. ``trace_counts`` counts
+the traces of each ``(structure string, proxy)``.
+
+What a network proxy sees (METHOD.md §5): the network of the space built with **residual links
+removed** (``no_reslink=True``), in train mode (batch-statistics BN), initialised as the proxy
+asks (``"pytorch"``: PyTorch's default init; ``"gaussian"``: Zen-NAS's N(0, 1) weights, zero
+biases), on a real batch (when images are given and the proxy wants real data) or a Gaussian
+batch with random labels; float64 proxies run under ``jax.enable_x64(True)``. Initial variables
+come from the seed alone, not from which other structures are scored, so a score depends only on
+(structure, proxy, seed, batch settings). Analytic proxies (``params``, ``flops``, ``maedet``)
+read the space's counters (``MacroSpace.costs``, the budget convention: shortcuts included) and
+never build a network.
+
+Invalid input is refused, not scored: `MacroScorer.score` validates every architecture against
+its space first and raises `InvalidArchError` (a ValueError) naming the first bad one and every
+reason, before any compilation. A search loop validates children before scoring them anyway
+(METHOD.md §3.3), so a NaN standing for "invalid" would only hide a bug.
+
+The persistent compilation cache is the caller's switch (``launch.common.enable_compilation_cache``
+in the launchers): it is process-wide JAX configuration, which a library object should not set.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+import zlib
+from typing import Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rznas_jax import data as data_lib
+from rznas_jax import proxies as proxy_lib  # registers every proxy
+from rznas_jax.proxies import network
+from rznas_jax.proxies.base import Batch, ProxySpec
+from rznas_jax.scoring import gaussian_init
+from rznas_jax.spaces import macro
+from rznas_jax.spaces import macro_net
+from rznas_jax.spaces import macro_spaces
+from rznas_jax.spaces.macro import Arch
+from rznas_jax.spaces.macro_spaces import MacroSpace
+
+# Per-channel mean/std (0..1 scale) for real images: the CIFAR ones of ``data.py`` and the
+# torchvision ImageNet ones that Zen-NAS/ZiCo's ImageNet loaders use.
+NORMALIZATIONS = {
+    **{name: (data_lib.MEAN[name], data_lib.STD[name]) for name in data_lib.MEAN},
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+# Proxies defined only for one counter convention (MAE-DET reads a K1KXK1 sub-layer as one
+# bottleneck; under Zen-NAS's convention it is two, and the score would mean something else).
+CONVENTION_ONLY_PROXIES = {"maedet": "maedet"}
+
+
+class InvalidArchError(ValueError):
+  """An architecture that is not a member of the space it is scored in.
+
+  Attributes:
+    structure: the offending structure string, as given.
+    reasons: one sentence per problem (`MacroSpace.validate` or the grammar's).
+  """
+
+  def __init__(self, message: str, structure: str, reasons: Sequence[str]):
+    super().__init__(message)
+    self.structure = structure
+    self.reasons = list(reasons)
+
+
+def check_archs(space: MacroSpace, archs: Iterable[Arch | str], what: str = "architecture") -> list[Arch]:
+  """Parses and validates every item; returns the `Arch` values in order.
+
+  Args:
+    space: the space they must belong to (budgets, layer limit, resolution).
+    archs: `Arch` values or structure strings.
+    what: how the message names an item (e.g. ``"--archs structure"``).
+
+  Raises:
+    InvalidArchError: for the first item that does not parse or is not in ``space``, with one
+      sentence per reason; the item's position is given when there is more than one item.
+  """
+  items = list(archs)
+  out = []
+  for i, item in enumerate(items):
+    text = item.structure if isinstance(item, Arch) else str(item)
+    where = f"{what} {i + 1} of {len(items)}" if len(items) > 1 else what
+    shown = text if len(text) <= 400 else text[:400] + "..."
+    try:
+      arch = item if isinstance(item, Arch) else space.parse(text)
+    except macro.StructureError as e:
+      raise InvalidArchError(f"{where} {shown!r} is malformed: {' '.join(e.reasons)}", text,
+                             e.reasons) from None
+    reasons = space.validate(arch)
+    if reasons:
+      raise InvalidArchError(f"{where} {shown!r} is not in the {space.name} space: "
+                             f"{' '.join(reasons)}", text, reasons)
+    out.append(arch)
+  return out
+
+
+def random_archs(space: MacroSpace, num_archs: int, seed: int, *, num_replaces: int = 1,
+                 max_tries_per_arch: int = 200) -> list[Arch]:
+  """``num_archs`` distinct valid architectures from a random walk of the space's mutation.
+
+  Starting at the initial structure, each step mutates the last valid architecture
+  (`MacroSpace.mutate`, Zen-NAS's random operator); a valid child that was not seen before is
+  kept and becomes the walk's position, any other child is dropped. The initial structure itself
+  is not among the results. The same ``(space, num_archs, seed)`` gives the same list, and a
+  shorter list is a prefix of a longer one.
+
+  Args:
+    space: the space (its budgets decide validity).
+    num_archs: how many to return, at least 1.
+    seed: seeds the walk (``np.random.default_rng(seed)``).
+    num_replaces: blocks mutated per step (Zen-NAS: 1, or 2 once the population exceeds 10).
+    max_tries_per_arch: mutations allowed per wanted architecture before giving up.
+
+  Returns:
+    The architectures, in the order found.
+
+  Raises:
+    ValueError: for ``num_archs < 1``, or when the walk finds too few valid distinct children
+      (e.g. a budget so tight that no mutation of the initial structure meets it).
+  """
+  if num_archs < 1:
+    raise ValueError(f"the number of random architectures must be at least 1, got {num_archs}.")
+  rng = np.random.default_rng(seed)
+  current = space.initial_arch
+  seen = {current}
+  found: list[Arch] = []
+  tries = 0
+  while len(found) < num_archs:
+    if tries >= max_tries_per_arch * num_archs:
+      note = ("" if space.is_valid(space.initial_arch) else
+              f" The initial structure itself is not valid: {' '.join(space.validate(space.initial_arch))}")
+      raise ValueError(f"found only {len(found)} of {num_archs} distinct valid {space.name} "
+                       f"architectures in {tries} random mutations; loosen the budget or the "
+                       f"layer limit, or ask for fewer.{note}")
+    tries += 1
+    child = space.mutate(current, rng, num_replaces)
+    if child in seen or not space.is_valid(child):
+      continue
+    seen.add(child)
+    found.append(child)
+    current = child
+  return found
+
+
+def default_normalization(space: MacroSpace) -> str:
+  """The normalisation of real images for ``space``: CIFAR-10/100 for zen_cifar, else ImageNet."""
+  if space.name == "zen_cifar":
+    return "cifar10" if space.num_classes == 10 else "cifar100"
+  return "imagenet"
+
+
+def real_batch(images: data_lib.ImageSet, batch_size: int, seed: int, resolution: int,
+               normalization: str) -> tuple[np.ndarray, np.ndarray]:
+  """``batch_size`` images drawn with ``seed`` (as `data.real_batch` draws), normalised.
+
+  Raises:
+    DataError: images of another size than ``resolution``, or fewer than ``batch_size``.
+    ValueError: an unknown ``normalization``.
+  """
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(f"unknown normalisation {normalization!r}; valid: {', '.join(NORMALIZATIONS)}.")
+  h, w = images.images.shape[1:3]
+  if (h, w) != (resolution, resolution):
+    raise data_lib.DataError(f"the images are {h}x{w}, but the network takes {resolution}x{resolution}; "
+                             "use images of that size or set the resolution to theirs.")
+  if batch_size > len(images.images):
+    raise data_lib.DataError(f"batch size {batch_size} exceeds the {len(images.images)} images available.")
+  rng = np.random.default_rng(seed)
+  idx = np.sort(rng.choice(len(images.images), batch_size, replace=False))
+  mean, std = (np.asarray(v, np.float32) for v in NORMALIZATIONS[normalization])
+  x = (images.images[idx].astype(np.float32) / 255.0 - mean) / std
+  return x, images.labels[idx]
+
+
+class MacroScorer:
+  """Scores macro architectures with registered proxies; one compile per (structure, proxy).
+
+  Example:
+    >>> space = macro_spaces.zen_cifar()
+    >>> scorer = MacroScorer(["zen", "params"], space, batch_size=8, resolution=16)
+    >>> scores = scorer.score(random_archs(scorer.space, 5, seed=0))   # {"zen": array(5), ...}
+
+  Args:
+    proxies: registry names.
+    space: a `MacroSpace` or its name (``zen_cifar``, ``mobilenet_imagenet``, ``maedet_coco``).
+    images: real images for proxies that want them (None: Gaussian images, random labels).
+    batch_size: images per proxy batch.
+    seed: seeds the init, the batch and the proxy keys.
+    resolution: overrides the space's input size; the space is re-made with it, so budgets and
+      the stride limit are checked at this size too.
+    num_classes: overrides the space's classifier width (counted in params and FLOPs).
+    scan: run identical sub-layers as one ``nn.scan`` (``macro_net``; shorter compiles for deep
+      blocks, slower backward passes on a CPU).
+    normalization: normalisation of real images (a key of `NORMALIZATIONS`); None picks
+      `default_normalization`.
+    cache_size: compiled (structure, proxy) functions kept.
+    compiler_options: XLA options for every compile, e.g. ``{"xla_backend_optimization_level": 0}``
+      (about half the compile time on a CPU, for tests; scores agree to float rounding).
+
+  Attributes:
+    space: the space as scored (after the overrides).
+    specs: the proxies' registry entries.
+    strategy: ``"scan"`` or ``"unrolled"``, for run records.
+    trace_counts: ``{(structure, proxy): traces}``; 1 per distinct pair unless evicted.
+    compile_seconds: ``{proxy: seconds}`` spent tracing and compiling, summed over structures.
+    compile_seconds_by_arch: ``{(structure, proxy): seconds}`` of the last compile of each pair.
+
+  Raises:
+    ValueError: a proxy not defined for the space's convention, a bad batch size or cache size.
+    UnknownProxyError: an unknown proxy name.
+    DataError: real images that do not fit the space (size, labels, count).
+  """
+
+  def __init__(self, proxies: Sequence[str], space: MacroSpace | str, *,
+               images: data_lib.ImageSet | None = None, batch_size: int = 64, seed: int = 0,
+               resolution: int | None = None, num_classes: int | None = None, scan: bool = False,
+               normalization: str | None = None, cache_size: int = 256,
+               compiler_options: dict | None = None):
+    if isinstance(space, str):
+      space = macro_spaces.get_space(space)
+    overrides = {k: v for k, v in (("resolution", resolution), ("num_classes", num_classes))
+                 if v is not None}
+    for name, value in overrides.items():
+      if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}.")
+    self.space = dataclasses.replace(space, **overrides) if overrides else space
+    self.specs = [proxy_lib.get(p) for p in proxies]
+    for spec in self.specs:
+      needed = CONVENTION_ONLY_PROXIES.get(spec.name)
+      if needed is not None and self.space.convention != needed:
+        raise ValueError(f"proxy {spec.name!r} is defined for the maedet_coco backbone space "
+                         f"(the {needed} convention), not for {self.space.name}; drop it or "
+                         "score in maedet_coco.")
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if cache_size < 1:
+      raise ValueError(f"cache_size must be at least 1, got {cache_size}.")
+    self.batch_size = batch_size
+    self.seed = seed
+    self.scan = scan
+    self.strategy = "scan" if scan else "unrolled"
+    self.cache_size = cache_size
+    self.compiler_options = dict(compiler_options) if compiler_options else None
+    self.trace_counts: dict[tuple[str, str], int] = {}
+    self.compile_seconds: dict[str, float] = {}
+    self.compile_seconds_by_arch: dict[tuple[str, str], float] = {}
+    self._fns: collections.OrderedDict[tuple[Arch, str], Callable] = collections.OrderedDict()
+
+    root = jax.random.key(seed)
+    self._init_key, self._gauss_key, self._proxy_key = jax.random.split(root, 3)
+    res, classes = self.space.resolution, self.space.num_classes
+    self._batches: dict[str, Batch] = {}  # the Gaussian one is made on first use
+    self.normalization = normalization or default_normalization(self.space)
+    if images is not None:
+      rx, ry = real_batch(images, batch_size, seed, res, self.normalization)
+      if ry.min() < 0 or ry.max() >= classes:
+        raise data_lib.DataError(f"the data has label {int(ry.max() if ry.max() >= classes else ry.min())}, "
+                                 f"but the {self.space.name} network has {classes} classes (0..{classes - 1}); "
+                                 "give images of that many classes or set num_classes.")
+      self._batches["real"] = Batch(jnp.asarray(rx), jnp.asarray(ry))
+
+  # --- building blocks (public for benchmarks) ---------------------------------------------------
+  def model(self, arch: Arch) -> macro_net.MacroNetwork:
+    """The network proxies score: ``arch`` without residual links."""
+    return self.space.model(arch, no_reslink=True, scan=self.scan)
+
+  def inputs(self, arch: Arch, proxy: str) -> tuple[dict, Batch, jax.Array]:
+    """``(variables, batch, key)`` for ``proxy`` on ``arch``: a pure function of the seed.
+
+    Float64 proxies get float64 variables and images; call (and compile) them under
+    ``jax.enable_x64(True)``.
+    """
+    spec = proxy_lib.get(proxy)
+    image_shape = (self.space.resolution, self.space.resolution, 3)
+    variables = macro_net.init_variables(self.model(arch), self._init_key, image_shape)
+    if spec.init == "gaussian":
+      variables = gaussian_init(variables, self._gauss_key)
+    batch = self._batch("real" if spec.data == "real" else "gaussian")
+    if spec.dtype == "float64":
+      variables = network.cast(variables, jnp.float64)
+      batch = Batch(batch.images.astype(jnp.float64), batch.labels)
+    key = jax.random.fold_in(self._proxy_key, zlib.crc32(spec.name.encode()))
+    return variables, batch, key
+
+  def _batch(self, kind: str) -> Batch:
+    """The real batch (when images were given), else the Gaussian one, made once."""
+    if kind == "real" and "real" in self._batches:
+      return self._batches["real"]
+    if "gaussian" not in self._batches:
+      x, y = data_lib.gaussian_batch(self.batch_size, self.space.resolution, self.space.num_classes,
+                                     self.seed)
+      self._batches["gaussian"] = Batch(jnp.asarray(x), jnp.asarray(y))
+    return self._batches["gaussian"]
+
+  def compiled(self, arch: Arch, proxy: str, variables: dict, batch: Batch, key: jax.Array) -> Callable:
+    """The compiled ``(variables, images, labels, key) -> score`` of ``proxy`` on ``arch``.
+
+    Taken from the cache, or traced and compiled ahead of time for the shapes of the given
+    inputs (timed into ``compile_seconds``). Float64 proxies must be compiled and called under
+    ``jax.enable_x64(True)``.
+    """
+    cache_key = (arch, proxy)
+    fn = self._fns.get(cache_key)
+    if fn is not None:
+      self._fns.move_to_end(cache_key)
+      return fn
+    spec = proxy_lib.get(proxy)
+    apply_fn = macro_net.make_apply_fn(self.model(arch))
+    count_key = (arch.structure, proxy)
+
+    def one(variables, images, labels, key):
+      self.trace_counts[count_key] = self.trace_counts.get(count_key, 0) + 1
+      return spec.fn(apply_fn, variables, Batch(images, labels), key)
+
+    start = time.perf_counter()
+    lowered = jax.jit(one).lower(variables, batch.images, batch.labels, key)
+    fn = lowered.compile(self.compiler_options)
+    seconds = time.perf_counter() - start
+    self.compile_seconds[proxy] = self.compile_seconds.get(proxy, 0.0) + seconds
+    self.compile_seconds_by_arch[count_key] = seconds
+    self._fns[cache_key] = fn
+    while len(self._fns) > self.cache_size:
+      self._fns.popitem(last=False)
+    return fn
+
+  def clear_cache(self) -> None:
+    """Drops every compiled function (their memory goes with them)."""
+    self._fns.clear()
+
+  # --- public ------------------------------------------------------------------------------------
+  def check(self, archs: Iterable[Arch | str]) -> list[Arch]:
+    """`check_archs` against this scorer's space."""
+    return check_archs(self.space, archs)
+
+  def score(self, archs: Sequence[Arch | str],
+            progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Scores ``archs`` with every proxy; returns {proxy: float64 array in the order of archs}.
+
+    Every proxy finishes every architecture before the next proxy starts (in the order given).
+    A structure listed twice is scored once per call and compiled once per scorer.
+
+    Args:
+      archs: `Arch` values or structure strings, all in the space.
+      progress: called with the number of (architecture, proxy) scores just finished.
+
+    Raises:
+      InvalidArchError: before any scoring, for the first architecture not in the space.
+    """
+    archs = self.check(archs)
+    out = {}
+    for spec in self.specs:
+      if spec.data == "none":
+        out[spec.name] = np.array([spec.fn(self.space.costs(a)) for a in archs], np.float64)
+        if progress:
+          progress(len(archs))
+        continue
+      with jax.enable_x64(spec.dtype == "float64"):
+        out[spec.name] = self._score_one_proxy(spec, archs, progress)
+    return out
+
+  def _score_one_proxy(self, spec: ProxySpec, archs: list[Arch], progress) -> np.ndarray:
+    scores = np.zeros(len(archs), np.float64)
+    done: dict[Arch, float] = {}
+    for i, arch in enumerate(archs):
+      if arch not in done:
+        variables, batch, key = self.inputs(arch, spec.name)
+        fn = self.compiled(arch, spec.name, variables, batch, key)
+        value = jax.block_until_ready(fn(variables, batch.images, batch.labels, key))
+        done[arch] = float(np.asarray(value))
+      scores[i] = done[arch]
+      if progress:
+        progress(1)
+    return scores
+
