@@ -45,6 +45,7 @@ flags.DEFINE_integer("batch_size", 64, "Images per batch.")
 flags.DEFINE_integer("seed", 0, "Seed for the init, the batch and the extra cells.")
 flags.DEFINE_integer("chunk", 25, "Cells scored between two appends to scores.csv.")
 flags.DEFINE_string("strategy", "auto", "Scoring strategy.")
+flags.DEFINE_bool("report_only", False, "Report on the cells already in OUT/scores.csv; score none.")
 flags.DEFINE_string("out", os.path.join(_HERE, "results", "nb201_reference"), "Output folder.")
 FLAGS = flags.FLAGS
 
@@ -91,7 +92,7 @@ def main(_):
   archs = list(naslib) + extra
   csv_path = os.path.join(FLAGS.out, "scores.csv")
   done = read_done(csv_path, FLAGS.proxies)
-  todo = [a for a in archs if a.genotype not in done]
+  todo = [] if FLAGS.report_only else [a for a in archs if a.genotype not in done]
   images = data_lib.load_images(FLAGS.data)
   scorer = scoring.NB201Scorer(FLAGS.proxies, images=images, batch_size=FLAGS.batch_size,
                                seed=FLAGS.seed, strategy=FLAGS.strategy)
@@ -112,13 +113,17 @@ def main(_):
   seconds = time.perf_counter() - start
 
   published = load_published(FLAGS.published)
+  archs = [a for a in archs if a.genotype in done]  # all of them unless a run was cut short
+  naslib = {a: e for a, e in naslib.items() if a.genotype in done}
   ours = {p: np.array([done[a.genotype][p] for a in archs]) for p in FLAGS.proxies}
   acc = {d: table.lookup(archs, d) for d in DATASETS}
   report = {"settings": {"batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "strategy": scorer.strategy,
-                         "data": FLAGS.data, "num_archs": len(archs), "naslib_archs": len(naslib)},
+                         "data": FLAGS.data, "num_archs": len(archs), "naslib_archs": len(naslib),
+                         "proxies": FLAGS.proxies},
             "seconds_this_run": seconds, "compile_seconds": scorer.compile_seconds, "proxies": {}}
+  print(f"{len(archs)} cells scored, {len(naslib)} of them NASLib's")
   lines = ["| proxy | rho C10 | pub. C10 | rho C100 | pub. C100 | rho IN16 | pub. IN16 | tau C10 | "
-           "rho vs NASLib (724) |", "|---" * 9 + "|"]
+           "rho vs NASLib |", "|---" * 9 + "|"]
   for p in FLAGS.proxies:
     entry = {}
     for d in DATASETS:
