@@ -28,7 +28,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest", "scipy"],
+        "test": ["pytest", "scipy", "openai"],  # CI exercises the OpenAI-compatible backend too.
         "openai": ["openai"],
     },
 )
