@@ -14,15 +14,12 @@ flags are an error with nb201.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import inspect
 import os
-import sys
 import time
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Any, Sequence
 
-from absl import app
 from absl import flags
 from tqdm import tqdm
 
@@ -33,8 +30,10 @@ from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces import nb201
 
+from launch.cli import (USAGE_EXIT_CODE, USER_ERRORS, enable_compilation_cache, fail, parse_flags,  # pylint: disable=unused-import
+                        run, user_input_errors)
+
 FLAGS = flags.FLAGS
-USAGE_EXIT_CODE = 2
 GAUSSIAN_DATA = "gaussian"
 
 flags.DEFINE_list("proxies", None, "Comma-separated proxy names, e.g. synflow,naswot.", required=True)
@@ -68,64 +67,12 @@ flags.DEFINE_string("compilation_cache_dir", None,
 flags.DEFINE_string("out", None, "Output folder (created if missing).", required=True)
 
 # Exceptions that carry a sentence for the user. OSError covers a missing file and an unusable
-# --out folder. The registry's UnknownProxyError (a KeyError) is matched in `_is_user_error`.
-USER_ERRORS = (nb201.GenotypeError, macro.StructureError, data_lib.DataError, ValueError, OSError)
+# --out folder. The registry's UnknownProxyError (a KeyError) is matched in `cli.is_user_error`.
 NB201_ONLY_FLAGS = ("channels", "cells_per_stage", "strategy", "chunk_size")
 MACRO_ONLY_FLAGS = ("resolution", "num_classes", "budget_flops", "budget_params", "max_layers", "scan")
 
 
 # --- flags and errors ------------------------------------------------------------------------------
-
-
-def fail(message: str) -> NoReturn:
-  """Prints ``message`` as one line on stderr and exits with `USAGE_EXIT_CODE`."""
-  sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
-  sys.stderr.flush()
-  sys.exit(USAGE_EXIT_CODE)
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parser, but a bad flag gets one line on stderr instead of a usage dump.
-
-  Logging stays at WARNING unless ``--verbosity`` is given (absl would raise it to INFO), so the
-  progress bar is not interleaved with JAX's INFO lines about backends it did not find.
-  """
-  try:
-    argv = FLAGS(argv)
-  except flags.Error as e:
-    fail(str(e))
-  if FLAGS["verbosity"].using_default_value:
-    FLAGS.verbosity = -1  # WARNING; also stops app.run from raising it to INFO
-  return argv
-
-
-@contextlib.contextmanager
-def user_input_errors() -> Iterator[None]:
-  """Turns the library's bad-input exceptions into `fail`; everything else propagates."""
-  try:
-    yield
-  except Exception as e:  # pylint: disable=broad-except  (re-raised unless it is bad input)
-    if not _is_user_error(e):
-      raise
-    fail(str(e))
-
-
-def _is_user_error(error: Exception) -> bool:
-  if isinstance(error, USER_ERRORS):
-    return True
-  registry = sys.modules.get("rznas_jax.proxies.base")  # not imported: no proxy was looked up
-  return registry is not None and isinstance(error, registry.UnknownProxyError)
-
-
-def run(main: Callable[[list[str]], None]) -> None:
-  """``app.run(main)`` with one-line flag errors; extra positional arguments are an error too."""
-
-  def checked_main(argv: list[str]) -> None:
-    if len(argv) > 1:
-      fail(f"unexpected argument(s) {' '.join(argv[1:])!r}; every option is a --flag=value.")
-    main(argv)
-
-  app.run(checked_main, flags_parser=parse_flags)
 
 
 # --- search spaces ---------------------------------------------------------------------------------
@@ -393,21 +340,6 @@ def prepare_out_dir(path: str) -> str:
   if not os.access(path, os.W_OK):
     raise PermissionError(f"output folder {path!r} is not writable; choose another --out.")
   return path
-
-
-def enable_compilation_cache(path: str | None) -> None:
-  """Turns on JAX's persistent compilation cache in ``path`` (no-op for None).
-
-  Every executable is cached, however fast it compiled: initialising the network runs eagerly
-  and compiles hundreds of small ones, which JAX's default 1 s threshold would leave out (a
-  repeated tiny run: ~20 s with the threshold, ~7 s without, on a 2-core CPU).
-  """
-  if path:
-    import jax  # pylint: disable=g-import-not-at-top
-    os.makedirs(path, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", os.path.abspath(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def flag_settings(names: Sequence[str]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ its space first and raises `InvalidArchError` (a ValueError) naming the first ba
 reason, before any compilation. A search loop validates children before scoring them anyway
 (METHOD.md §3.3), so a NaN standing for "invalid" would only hide a bug.
 
-The persistent compilation cache is the caller's switch (``launch.common.enable_compilation_cache``
+The persistent compilation cache is the caller's switch (``rznas_jax.compilation_cache.enable_compilation_cache``
 in the launchers): it is process-wide JAX configuration, which a library object should not set.
 """
 
