@@ -1,0 +1,45 @@
+"""Runs (or resumes) an RZ-NAS search: ``rznas_jax.search.run(config, workdir)``.
+
+    python -m launch.search --config=launch/configs/nb201.py --workdir=runs/nb201
+    python -m launch.search --config=launch/configs/nb201.py --workdir=runs/nb201 \
+        --config.search.iterations=300 --config.proxy=zico --config.llm.backend=gemini
+
+Rerunning the same command on the same --workdir resumes it from its last checkpoint.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from launch import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/nb201.py",
+                                          "Search config file (a get_config() Python file).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/search", "Run folder: created, or resumed if it "
+                               "holds a checkpoint.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def main(argv):
+  del argv
+  from rznas_jax import search  # pylint: disable=g-import-not-at-top
+  from rznas_jax.llm.base import LLMError  # pylint: disable=g-import-not-at-top
+  try:
+    summary = search.run(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+  except (search.SearchAborted, LLMError) as e:
+    cli.fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except  (bad input: one line; bugs: traceback)
+    if not cli.is_user_error(e):
+      raise
+    cli.fail(str(e))
+  best = f"best {summary['best_arch']} ({summary['proxy']} {summary['best_score']:.6g})"
+  accuracy = summary.get("test_accuracy")
+  if accuracy:
+    best += " test accuracy " + ", ".join(f"{k} {v:.2f}" for k, v in accuracy.items())
+  print(f"{best}; {summary['iterations_done']} iterations, {summary['evaluations']} evaluations, "
+        f"invalid replies {summary['invalid_reply_rate']:.1%}, {summary['wall_seconds']:.0f} s; "
+        f"results in {_WORKDIR.value}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,135 @@
+"""The search's settings as an `ml_collections.ConfigDict`, with the paper's values as defaults.
+
+``launch/configs/*.py`` start from `default_config` and change what their run needs; the
+command line overrides any key (``--config.search.iterations=300``). `check_config` turns a bad
+value into one sentence that names it and what would be valid.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from rznas_jax import proxies as proxy_lib
+from rznas_jax.search import spaces as spaces_lib
+from rznas_jax.search import state as state_lib
+from rznas_jax.spaces import nb201
+
+MUTATIONS = ("llm", "random")
+SELECTIONS = ("uniform", "best")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot be used; the message names it and what would be valid."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key a search reads, with the paper's settings (METHOD.md §2.4) where it has them."""
+  from rznas_jax.llm import config as llm_config  # pylint: disable=g-import-not-at-top
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.space = "nb201"
+  c.proxy = "synflow"
+  # Images for proxies that want real data: 'gaussian', a CIFAR directory or an .npz file.
+  c.data = "gaussian"
+  c.dataset = "cifar10"  # nb201: the network's classes and input size; also the normalisation
+  c.batch_size = 64
+  c.benchmark = ""  # nats_bench.csv: the found cell's NB201 test accuracies go into summary.json
+  c.compilation_cache = ""  # a directory for JAX's persistent compilation cache
+
+  c.nb201 = ml_collections.ConfigDict()
+  c.nb201.channels = 16
+  c.nb201.cells_per_stage = 5
+  c.nb201.strategy = "auto"
+
+  c.macro = ml_collections.ConfigDict()
+  c.macro.budget_flops = ml_collections.FieldReference(None, field_type=float)
+  c.macro.budget_params = ml_collections.FieldReference(None, field_type=float)
+  c.macro.max_layers = ml_collections.FieldReference(None, field_type=int)
+  c.macro.resolution = ml_collections.FieldReference(None, field_type=int)
+  c.macro.num_classes = ml_collections.FieldReference(None, field_type=int)
+
+  c.search = ml_collections.ConfigDict()
+  c.search.iterations = 1500  # T: mutation attempts
+  c.search.population = 100  # N (the paper: 100 on NB201, 256 elsewhere)
+  c.search.proposals_per_step = 1  # K: children asked for at once (1 = the paper's loop)
+  c.search.mutation = "llm"  # 'llm' (RZ-NAS) or 'random' (the original zero-cost EA)
+  c.search.selection = "uniform"
+  c.search.temperatures = state_lib.TEMPERATURES
+  c.search.max_llm_failures = 10  # consecutive failed LLM calls that stop the run
+
+  c.prompt = ml_collections.ConfigDict()
+  c.prompt.code = True
+  c.prompt.text = True
+  c.prompt.example = True
+  c.prompt.system_reflection = True
+  c.prompt.reflection = True
+  c.prompt.memory = 1
+  c.prompt.max_output_tokens = 1024
+
+  c.llm = llm_config.default_config()
+  return c
+
+
+def _macro_overrides(config: ml_collections.ConfigDict) -> dict:
+  m = config.macro
+  renames = {"budget_flops": "flops", "budget_params": "params"}
+  return {renames.get(k, k): m[k] for k in m if m[k] is not None}
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` for the first unusable value."""
+  if config.space not in spaces_lib.SPACE_NAMES:
+    raise ConfigError(f"config.space {config.space!r} is unknown; valid: "
+                      f"{', '.join(spaces_lib.SPACE_NAMES)}.")
+  if config.proxy not in proxy_lib.names():
+    raise ConfigError(f"config.proxy {config.proxy!r} is unknown; valid: {', '.join(proxy_lib.names())}.")
+  if config.space == "nb201" and config.dataset not in nb201.DATASET_SHAPES:
+    raise ConfigError(f"config.dataset {config.dataset!r} is not an NB201 dataset; valid: "
+                      f"{', '.join(nb201.DATASET_SHAPES)}.")
+  s = config.search
+  for name, value, low in (("search.iterations", s.iterations, 0), ("search.population", s.population, 1),
+                           ("search.proposals_per_step", s.proposals_per_step, 1),
+                           ("batch_size", config.batch_size, 1), ("prompt.memory", config.prompt.memory, 0)):
+    if value < low:
+      raise ConfigError(f"config.{name} is {value}; it must be at least {low}.")
+  if s.mutation not in MUTATIONS:
+    raise ConfigError(f"config.search.mutation {s.mutation!r} is unknown; valid: {', '.join(MUTATIONS)}.")
+  if s.selection not in SELECTIONS:
+    raise ConfigError(f"config.search.selection {s.selection!r} is unknown; valid: {', '.join(SELECTIONS)}.")
+  if not s.temperatures or any(not 0 <= t <= 2 for t in s.temperatures):
+    raise ConfigError(f"config.search.temperatures {tuple(s.temperatures)} must be a non-empty list "
+                      "of values in [0, 2].")
+  if config.space == "nb201" and s.population > nb201.NUM_ARCHS:
+    raise ConfigError(f"config.search.population {s.population} exceeds the {nb201.NUM_ARCHS} "
+                      "NB201 cells.")
+
+
+def make_space(config: ml_collections.ConfigDict) -> spaces_lib.SearchSpace:
+  try:
+    return spaces_lib.make_space(config.space, dataset=config.dataset, channels=config.nb201.channels,
+                                 cells_per_stage=config.nb201.cells_per_stage,
+                                 overrides=_macro_overrides(config))
+  except TypeError as e:
+    raise ConfigError(f"a config.macro value does not apply to {config.space}: {e}.") from None
+
+
+# Keys that may change when a run is resumed: the length of the run and how the LLM is reached.
+RESUMABLE_KEYS = ("search.iterations", "llm", "compilation_cache", "benchmark",
+                  "search.max_llm_failures")
+
+
+def result_relevant(config_json: dict) -> dict:
+  """The flattened config without `RESUMABLE_KEYS`: what must match to resume a run."""
+  flat = {}
+
+  def walk(prefix, node):
+    for k, v in node.items():
+      key = f"{prefix}{k}"
+      if any(key == r or key.startswith(r + ".") for r in RESUMABLE_KEYS):
+        continue
+      if isinstance(v, dict):
+        walk(key + ".", v)
+      else:
+        flat[key] = list(v) if isinstance(v, tuple) else v
+  walk("", config_json)
+  return flat

@@ -1,0 +1,179 @@
+"""The RZ-NAS prompts (METHOD.md §3.1), in our own words, for any space and any proxy.
+
+The mutation prompt keeps the paper's structure: a system turn with the role and task, the
+allowed operations (each a sentence *and* the source of our own Flax code, read from the code so
+that it never drifts), the internal reflection paragraph, the network-construction rules and code,
+what a mutation may change, the zero-cost proxy with its source, the reply format and an
+in-context example; then a user turn with the parent as JSON (``arch``, proxy ``type``,
+``score``) and the reflection memory. The reflection prompt gives (parent, child, scores,
+exception) and asks for advice (Fig. 1 of the paper).
+
+Every part can be switched off for the paper's ablations (`PromptOptions`). Prompts are pure
+functions of their inputs: the same state gives byte-identical requests, which is what replay
+needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from typing import Sequence
+
+from rznas_jax import proxies as proxy_lib
+from rznas_jax.llm.base import Message, Request
+from rznas_jax.search import spaces as spaces_lib
+
+MUTATION = "mutation"
+REFLECTION = "reflection"
+REFLECTION_HEADER = "# Reflection from previous iterations"
+EARLIER_HEADER = "# Earlier reflections"
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptOptions:
+  """Which parts the prompts contain (all on: the paper's full RZ-NAS).
+
+  Attributes:
+    code: the source code of each operation, of the network and of the proxy.
+    text: the sentence describing each operation.
+    example: the in-context example.
+    system_reflection: the internal reflection paragraph of the system prompt.
+    reflection: the external reflection call after each attempt, and its memory in the prompts.
+    memory: how many recent reflections the prompts show (the paper leaves it open; k).
+    max_output_tokens: cap on each reply.
+  """
+  code: bool = True
+  text: bool = True
+  example: bool = True
+  system_reflection: bool = True
+  reflection: bool = True
+  memory: int = 1
+  max_output_tokens: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Reflection:
+  """One entry of the reflection memory: the advice and the attempt it is about."""
+  text: str
+  parent: str
+  child: str | None
+  score_change: float | None
+  error: str | None
+
+
+def format_score(score: float | None) -> float | None:
+  """Scores as the prompt shows them: 6 significant digits; None for a missing score."""
+  if score is None or not math.isfinite(score):
+    return None
+  return float(f"{score:.6g}")
+
+
+def parent_json(genotype: str, proxy: str, score: float | None) -> str:
+  return json.dumps({"arch": genotype, "type": proxy, "score": format_score(score)})
+
+
+def _fenced(code: str, lang: str = "python") -> str:
+  return f"```{lang}\n{code}\n```"
+
+
+@functools.lru_cache(maxsize=32)
+def mutation_system_prompt(space: spaces_lib.SearchSpace, proxy: str, options: PromptOptions) -> str:
+  """The system turn of a mutation request (cached: it depends on nothing that changes)."""
+  spec = proxy_lib.get(proxy)
+  parts = [
+      "# Role and task",
+      "You are an expert in zero-cost neural architecture search and in evolutionary algorithms. "
+      "You are the mutation operator of an evolutionary search: you receive a parent "
+      "architecture as a genotype string with its zero-cost proxy score, and you return one "
+      "child architecture from the search space below that you expect to score higher. The "
+      "score is computed by code after you answer; you cannot set it.",
+      "",
+      "# Search space and operations",
+      f"The operations of the {space.name} search space are: "
+      f"{', '.join(op.name for op in space.operations())}. Every operation in a child must "
+      "belong to this list.",
+  ]
+  if options.text or options.code:
+    shown_code: set[str] = set()
+    for op in space.operations():
+      parts.append(f"## {op.name}")
+      if options.text:
+        parts.append(op.text)
+      if options.code and op.code not in shown_code:
+        shown_code.add(op.code)
+        parts.append(_fenced(op.code))
+      elif options.code:
+        parts.append("(code as above)")
+  if options.system_reflection:
+    parts += ["", "# System reflection",
+              "Reflect before you mutate: as the expert in evolutionary mutation, think about what "
+              "the proxy rewards, what the parent lacks, and what earlier attempts taught, and "
+              "let that guide the change. Give your reasoning after the JSON, inside "
+              "<Thinking> ... </Thinking>."]
+  parts += ["", "# Network construction", space.rules()]
+  if options.code:
+    parts.append(_fenced(space.construction_code()))
+  parts += ["", "# Architecture mutation",
+            "Change the parent by replacing operations with others from the list and, where the "
+            "space has them, by changing their parameters. Keep the child a valid member of the "
+            "space: a reply that breaks a rule is rejected and the attempt is lost.",
+            "", "# Zero-cost proxy",
+            f"The zero-cost proxy is {spec.name}; a higher score is better."]
+  if options.code:
+    parts += ["Its code:", _fenced(spaces_lib.source_of(spec.fn))]
+  parts += ["", "# Reply format",
+            'Reply with one JSON object in a ```json fence: {"arch": "<child genotype>", '
+            f'"type": "{spec.name}", "score": <your guess>}}. Nothing else is read from the '
+            "reply; do not send code."]
+  if options.example:
+    parent, child, why = space.example()
+    parts += ["", "# Example", "User:", "Mutate the below architecture.",
+              _fenced(parent_json(parent, spec.name, 1.0), "json"), "Assistant:",
+              _fenced(parent_json(child, spec.name, 2.0), "json"),
+              f"<Thinking>\n{why}\n</Thinking>"]
+  return "\n".join(parts)
+
+
+def reflection_lines(memory: Sequence[Reflection], k: int) -> list[str]:
+  recent = list(memory)[-k:] if k > 0 else []
+  return [f"{i}. {r.text}" for i, r in enumerate(recent, 1)]
+
+
+def mutation_request(space: spaces_lib.SearchSpace, proxy: str, parent: str, score: float,
+                     memory: Sequence[Reflection], options: PromptOptions, *, temperature: float,
+                     seed: int) -> Request:
+  """The request that asks the LLM to mutate ``parent`` (scored ``score`` by ``proxy``)."""
+  user = ["Mutate the below architecture.", _fenced(parent_json(parent, proxy, score), "json")]
+  lines = reflection_lines(memory, options.memory) if options.reflection else []
+  if lines:
+    user += [REFLECTION_HEADER, *lines]
+  return Request(system=mutation_system_prompt(space, proxy, options),
+                 messages=(Message("user", "\n".join(user)),), temperature=temperature, seed=seed,
+                 max_output_tokens=options.max_output_tokens, purpose=MUTATION)
+
+
+REFLECTION_SYSTEM = (
+    "You review one step of an evolutionary neural architecture search whose mutation operator is "
+    "an LLM and whose fitness is a zero-cost proxy score (higher is better). You are given the "
+    "architecture before and after the mutation, their scores and any exception. Generate "
+    "suggestions for designing mutations with better performance: say what the change did, "
+    "whether to repeat or avoid that kind of change, and what to try next. Keep what the earlier "
+    "reflections learned that still holds. Answer in a few plain sentences; no code.")
+
+
+def reflection_request(space: spaces_lib.SearchSpace, proxy: str, parent: str,
+                       parent_score: float, child: str | None, child_score: float | None,
+                       error: str | None, memory: Sequence[Reflection], options: PromptOptions, *,
+                       temperature: float, seed: int) -> Request:
+  """The request that asks for advice on one attempt (valid or not)."""
+  attempt = {"type": proxy, "parent": parent, "parent_score": format_score(parent_score),
+             "child": child, "child_score": format_score(child_score), "exception": error or ""}
+  user = [f"Search space: {space.name}.", "The attempt:", _fenced(json.dumps(attempt), "json")]
+  lines = reflection_lines(memory, options.memory)
+  if lines:
+    user += [EARLIER_HEADER, *lines]
+  return Request(system=REFLECTION_SYSTEM, messages=(Message("user", "\n".join(user)),),
+                 temperature=temperature, seed=seed, max_output_tokens=options.max_output_tokens,
+                 purpose=REFLECTION)
