@@ -1,0 +1,161 @@
+"""Search quality on NAS-Bench-201: the offline agent against random mutation, over seeds.
+
+For one proxy, runs the paper's setting (T = 1500, N = 100, full-size network) for each seed and
+each variant:
+
+* ``random``: the original zero-cost evolutionary search (random mutation, no LLM) — the
+  paper's "X" rows;
+* ``offline``: RZ-NAS with the offline agent as the LLM — our "Ours(X)";
+* ``offline_no_reflection``: the same without the reflection call (the paper's ablation).
+
+It prints, per variant, the found cell's NAS-Bench-201 test accuracy (mean ± std over seeds)
+beside the paper's Table 2 rows for the proxy, and, from each run's trials, when the final best
+cell was first found and the best-in-population accuracy after 100, 300 and T attempts (the
+best member is never dropped, so it is the best of everything added so far). Runs are kept in
+``--out/runs`` and reused: a rerun reports without searching again.
+
+    nice python benchmarks/search_quality.py --proxy=synflow            # ~25 min on 2 cores
+    python benchmarks/search_quality.py --iterations=100 --seeds=0 --channels=4 --cells_per_stage=1
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags
+import numpy as np
+
+from rznas_jax import results
+from rznas_jax import search
+from rznas_jax.spaces import nb201
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SHARED = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "shared", "data")
+
+flags.DEFINE_string("proxy", "synflow", "Proxy.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_list("variants", ["random", "offline", "offline_no_reflection"], "Variants.")
+flags.DEFINE_integer("iterations", 1500, "T.")
+flags.DEFINE_integer("population", 100, "N.")
+flags.DEFINE_integer("channels", 16, "Network channels (NB201: 16).")
+flags.DEFINE_integer("cells_per_stage", 5, "Cells per stage (NB201: 5).")
+flags.DEFINE_string("data", "gaussian", "Proxy data: gaussian or an image file/folder.")
+flags.DEFINE_string("benchmark", os.path.join(_SHARED, "nb201/v-tao_nats-bench-landscape/nats_bench.csv"),
+                    "nats_bench.csv.")
+flags.DEFINE_string("out", os.path.join(_HERE, "results", "search_quality"), "Output folder.")
+FLAGS = flags.FLAGS
+
+DATASETS = ("cifar10", "cifar100", "imagenet16-120")
+# METHOD.md §6.2, Table 2 of the paper: test accuracy (mean, std) per dataset.
+PAPER = {
+    "synflow": {"random": ((93.48, 0.00), (71.35, 1.51), (45.12, 0.00)),
+                "offline": ((93.47, 0.74), (73.21, 0.12), (46.16, 0.30))},
+    "grad_norm": {"random": ((89.27, 2.10), (61.06, 4.02), (24.10, 11.36)),
+                  "offline": ((93.99, 3.44), (71.61, 2.20), (42.61, 1.38))},
+    "grasp": {"random": ((89.34, 2.16), (60.89, 3.88), (22.99, 11.01)),
+              "offline": ((92.79, 0.80), (69.34, 1.98), (43.16, 2.64))},
+    "zen": {"random": ((93.76, 0.00), (70.67, 0.62), (41.44, 0.00)),
+            "offline": ((93.48, 0.00), (71.35, 1.51), (45.12, 0.00))},
+    "zico": {"random": ((93.35, 0.00), (70.71, 0.00), (46.18, 0.04)),
+             "offline": ((94.24, 0.12), (73.30, 0.21), (46.24, 0.23))},
+}
+CHECKPOINTS = (50, 100, 300)
+
+
+def config_for(variant: str, seed: int):
+  config = search.default_config()  # what launch/configs/nb201.py sets, spelled out below
+  config.space = "nb201"
+  config.proxy = FLAGS.proxy
+  config.seed = seed
+  config.data = FLAGS.data
+  config.benchmark = FLAGS.benchmark
+  config.search.iterations = FLAGS.iterations
+  config.search.population = FLAGS.population
+  config.nb201.channels = FLAGS.channels
+  config.nb201.cells_per_stage = FLAGS.cells_per_stage
+  config.compilation_cache = os.path.join(FLAGS.out, "jax_cache")
+  config.llm.backend = "offline"
+  if variant == "random":
+    config.search.mutation = "random"
+  elif variant == "offline_no_reflection":
+    config.prompt.reflection = False
+  elif variant != "offline":
+    raise app.UsageError(f"unknown variant {variant!r}; valid: random, offline, offline_no_reflection.")
+  return config
+
+
+def best_over_time(workdir: str, table: nb201.BenchmarkTable, final_best: str) -> dict:
+  """When the final best was first found, and the best member's accuracies after t attempts."""
+  state, _ = search.load_state(workdir)
+  best_g, best_s = max(((m.genotype, m.score) for m in state.initial), key=lambda x: x[1])
+  first_found = 0 if best_g == final_best else None
+  at = {}
+  for t in state.trials:
+    if t.added and t.score > best_s:
+      best_g, best_s = t.child, t.score
+    if first_found is None and t.child == final_best:
+      first_found = t.iteration + 1
+    if t.iteration + 1 in CHECKPOINTS:
+      arch = nb201.parse_genotype(best_g)
+      at[t.iteration + 1] = {d: float(table.lookup([arch], d)[0]) for d in DATASETS}
+  return {"first_found_at": first_found, "accuracy_at": at}
+
+
+def main(argv):
+  del argv
+  table = nb201.BenchmarkTable.load(FLAGS.benchmark)
+  runs = {}
+  plan = [(v, int(s)) for v in FLAGS.variants for s in FLAGS.seeds]
+  print(f"{len(plan)} searches of T={FLAGS.iterations}, N={FLAGS.population}, proxy {FLAGS.proxy}; "
+        "~2-3 min each at full size on 2 cores (reused when already in --out).", flush=True)
+  for variant, seed in plan:
+    workdir = os.path.join(FLAGS.out, "runs", f"{FLAGS.proxy}_{variant}_s{seed}")
+    started = time.monotonic()
+    summary = search.run(config_for(variant, seed), workdir, progress=False)
+    extra = best_over_time(workdir, table, summary["best_arch"])
+    runs[(variant, seed)] = {**summary, **extra}
+    print(f"{variant:22s} seed {seed}: {summary['best_arch']} "
+          + " ".join(f"{summary['test_accuracy'][d]:.2f}" for d in DATASETS)
+          + f"  found at {extra['first_found_at']}, {summary['evaluations']} evaluations, "
+          f"{time.monotonic() - started:.0f} s", flush=True)
+
+  lines = [f"NAS-Bench-201, proxy {FLAGS.proxy}, T={FLAGS.iterations}, N={FLAGS.population}, "
+           f"seeds {','.join(FLAGS.seeds)}, network C={FLAGS.channels} N={FLAGS.cells_per_stage}, "
+           f"proxy data {FLAGS.data}. Test accuracy %, mean ± std over seeds.", "",
+           "| method | C10 test | C100 test | IN16 test | best found at (attempt) | evaluations | "
+           + " | ".join(f"C10/C100/IN16 after {t}" for t in CHECKPOINTS) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(CHECKPOINTS)]
+  report = {"settings": {k: FLAGS[k].value for k in ("proxy", "seeds", "iterations", "population",
+                                                       "channels", "cells_per_stage", "data")},
+            "variants": {}}
+  names = {"random": f"{FLAGS.proxy} (random mutation, ours)", "offline": f"Ours({FLAGS.proxy}), offline agent",
+           "offline_no_reflection": f"Ours({FLAGS.proxy}), offline agent, no reflection"}
+  for variant in FLAGS.variants:
+    rs = [runs[(variant, int(s))] for s in FLAGS.seeds]
+    acc = np.array([[r["test_accuracy"][d] for d in DATASETS] for r in rs])
+    mean, std = acc.mean(0), acc.std(0)
+    found = [r["first_found_at"] for r in rs]
+    evals = [r["evaluations"] for r in rs]
+    later = []
+    for t in CHECKPOINTS:
+      a = np.array([[r["accuracy_at"][t][d] for d in DATASETS] for r in rs if t in r["accuracy_at"]])
+      later.append("/".join(f"{x:.2f}" for x in a.mean(0)) if len(a) else "–")
+    lines.append(f"| {names[variant]} | " + " | ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(mean, std))
+                 + f" | {', '.join(map(str, found))} | {', '.join(map(str, evals))} | "
+                 + " | ".join(later) + " |")
+    report["variants"][variant] = {"runs": {s: runs[(variant, int(s))] for s in FLAGS.seeds},
+                                   "mean": mean.tolist(), "std": std.tolist()}
+  for key, label in (("random", FLAGS.proxy), ("offline", f"Ours({FLAGS.proxy})")):
+    paper = PAPER.get(FLAGS.proxy, {}).get(key)
+    if paper:
+      lines.append(f"| paper: {label} (GPT-4o) | " + " | ".join(f"{m:.2f}±{s:.2f}" for m, s in paper)
+                   + " | – | – |" + " – |" * len(CHECKPOINTS))
+  text = "\n".join(lines)
+  print("\n" + text)
+  os.makedirs(FLAGS.out, exist_ok=True)
+  results.write_atomic(os.path.join(FLAGS.out, f"{FLAGS.proxy}.md"), text + "\n")
+  results.write_json(os.path.join(FLAGS.out, f"{FLAGS.proxy}.json"), report)
+
+
+if __name__ == "__main__":
+  app.run(main)
