@@ -10,7 +10,9 @@ One run scores a set of cells with one batch of 64 real CIFAR-10 images and then
 
 The cells are NASLib's 724 (drawn at random by NASLib) plus ``--extra`` cells drawn uniformly
 with ``--seed`` from the rest, so one scoring pass serves both comparisons. Scores are appended to
-``OUT/scores.csv`` in chunks, and a rerun resumes where the last one stopped.
+``OUT/scores-<proxies>.csv`` in chunks, and a rerun resumes where the last one stopped. Runs
+with different ``--proxies`` write different files and ``--report_only`` merges them, so a slow
+proxy can be scored in a run of its own.
 
     python benchmarks/nb201_reference.py --out=benchmarks/results/nb201_reference
 """
@@ -43,14 +45,14 @@ flags.DEFINE_list("proxies", ["synflow", "naswot", "grad_norm", "snip", "fisher"
 flags.DEFINE_integer("extra", 276, "Random cells scored besides NASLib's 724.")
 flags.DEFINE_integer("batch_size", 64, "Images per batch.")
 flags.DEFINE_integer("seed", 0, "Seed for the init, the batch and the extra cells.")
-flags.DEFINE_integer("chunk", 25, "Cells scored between two appends to scores.csv.")
+flags.DEFINE_integer("chunk", 25, "Cells scored between two appends to the scores file.")
 flags.DEFINE_string("strategy", "auto", "Scoring strategy.")
-flags.DEFINE_bool("report_only", False, "Report on the cells already in OUT/scores.csv; score none.")
+flags.DEFINE_bool("report_only", False, "Report on the cells already scored in OUT; score none.")
 flags.DEFINE_string("out", os.path.join(_HERE, "results", "nb201_reference"), "Output folder.")
 FLAGS = flags.FLAGS
 
-NASLIB_NAME = {"naswot": "nwot", "jacov": "jacov"}
-PUBLISHED_NAME = {"jacov": "jacob_cov"}
+NASLIB_NAME = {"naswot": "nwot", "jacov": "jacov", "fisher_unweighted": "fisher"}
+PUBLISHED_NAME = {"jacov": "jacob_cov", "fisher_unweighted": "fisher"}
 NASLIB_OPS = {0: "skip_connect", 1: "none", 2: "nor_conv_3x3", 3: "nor_conv_1x1", 4: "avg_pool_3x3"}
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
@@ -72,14 +74,16 @@ def load_published(path):
   return {names[r["dataset"]]: {k: float(v) for k, v in r.items() if k != "dataset"} for r in rows}
 
 
-def read_done(path, proxies):
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    rows = list(csv.DictReader(f))
-  if rows and set(proxies) - set(rows[0]):
-    raise SystemExit(f"{path} was written for other proxies; use another --out.")
-  return {r["arch"]: {p: float(r[p]) for p in proxies} for r in rows}
+def read_done(out_dir):
+  """Every score in ``out_dir/scores*.csv``: {genotype: {proxy: score}} (runs with different
+  proxy lists write different files; a report merges them)."""
+  done: dict[str, dict[str, float]] = {}
+  for name in sorted(os.listdir(out_dir)):
+    if name.startswith("scores") and name.endswith(".csv"):
+      with open(os.path.join(out_dir, name)) as f:
+        for r in csv.DictReader(f):
+          done.setdefault(r["arch"], {}).update({k: float(v) for k, v in r.items() if k != "arch"})
+  return done
 
 
 def main(_):
@@ -90,9 +94,10 @@ def main(_):
   rest = [a for a in table.archs if a not in naslib]
   extra = [rest[i] for i in rng.choice(len(rest), FLAGS.extra, replace=False)]
   archs = list(naslib) + extra
-  csv_path = os.path.join(FLAGS.out, "scores.csv")
-  done = read_done(csv_path, FLAGS.proxies)
-  todo = [] if FLAGS.report_only else [a for a in archs if a.genotype not in done]
+  csv_path = os.path.join(FLAGS.out, f"scores-{'-'.join(FLAGS.proxies)}.csv")
+  done = read_done(FLAGS.out)
+  todo = [] if FLAGS.report_only else [
+      a for a in archs if not set(FLAGS.proxies) <= set(done.get(a.genotype, ()))]
   images = data_lib.load_images(FLAGS.data)
   scorer = scoring.NB201Scorer(FLAGS.proxies, images=images, batch_size=FLAGS.batch_size,
                                seed=FLAGS.seed, strategy=FLAGS.strategy)
@@ -107,13 +112,14 @@ def main(_):
       scores = scorer.score(chunk)
       for j, a in enumerate(chunk):
         writer.writerow([a.genotype, *(repr(float(scores[p][j])) for p in FLAGS.proxies)])
-        done[a.genotype] = {p: float(scores[p][j]) for p in FLAGS.proxies}
+        done.setdefault(a.genotype, {}).update({p: float(scores[p][j]) for p in FLAGS.proxies})
       f.flush()
       bar.update(len(chunk))
   seconds = time.perf_counter() - start
 
   published = load_published(FLAGS.published)
-  archs = [a for a in archs if a.genotype in done]  # all of them unless a run was cut short
+  # every cell with every proxy, unless a run was cut short
+  archs = [a for a in archs if set(FLAGS.proxies) <= set(done.get(a.genotype, ()))]
   naslib = {a: e for a, e in naslib.items() if a.genotype in done}
   ours = {p: np.array([done[a.genotype][p] for a in archs]) for p in FLAGS.proxies}
   acc = {d: table.lookup(archs, d) for d in DATASETS}

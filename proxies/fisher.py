@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -20,11 +22,12 @@ def fisher(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> 
   cross-entropy of the real batch with BN in train mode. Each activation leaf is (B, ..., C): all
   axes between the first and the last are summed (none for a linear layer, as in [S]).
 
-  One difference from the number [S]'s ``find_measures`` prints: it broadcasts each channel's
-  value onto that channel's weights (``reshape_elements``) before summing, so each layer's
-  channel sum is counted ``fan_in = C_in * k_h * k_w`` times. ``ModelOutput.activations`` does
-  not say which kernel produced which activation, so this proxy returns the unweighted channel
-  sum (the Fisher saliency of Theis et al. and of METHOD.md §5.2).
+  As in [S]'s ``find_measures``, each channel's value is broadcast onto that channel's weights
+  (``reshape_elements``) before the sum, so each layer's channel sum is weighted by its
+  ``fan_in = C_in * k_h * k_w`` (``in_features`` for a linear layer; ``k_h * k_w`` for a depthwise
+  conv). The kernel of an activation is found in ``variables['params']`` by the activation's module
+  path (the top-level activation is the classifier's); `fisher_unweighted` is the plain channel sum
+  (the Fisher saliency of Theis et al.).
 
   Args:
     apply_fn: the network, see ``base.ApplyFn``.
@@ -38,6 +41,35 @@ def fisher(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> 
   Example: ``jax.jit(fisher, static_argnums=0)(apply_fn, variables, batch, key)``.
   """
   del key
+  return _fisher(apply_fn, variables, batch, weighted=True)
+
+
+@register("fisher_unweighted", init="pytorch", data="real",
+          source="Theis et al. 2018: per-channel Fisher saliency, summed without fan-in weights")
+def fisher_unweighted(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
+  """`fisher` without [S]'s fan-in weights: the plain sum of the channels' saliencies."""
+  del key
+  return _fisher(apply_fn, variables, batch, weighted=False)
+
+
+def kernel_fan_in(params: dict, activation_path: tuple) -> int:
+  """``C_in * k_h * k_w`` of the conv or linear layer that produced the activation at
+  ``activation_path`` (a path of ``ModelOutput.activations``, ending in the sown name)."""
+  module = [k.key for k in activation_path if isinstance(k, jax.tree_util.DictKey)][:-1] or ["classifier"]
+  node = params
+  try:
+    for name in module:
+      node = node[name]
+    kernel = node["conv"]["kernel"] if "conv" in node else node["kernel"]
+  except (KeyError, TypeError):
+    raise ValueError(f"no kernel for the activation at {'/'.join(module)} in the params.") from None
+  if kernel.ndim not in (2, 4):
+    raise ValueError(f"the kernel at {'/'.join(module)} has shape {kernel.shape}; expected a conv "
+                     "(k, k, C_in, C_out) or linear (C_in, C_out) kernel.")
+  return math.prod(kernel.shape[:-1])
+
+
+def _fisher(apply_fn, variables, batch, weighted):
   shapes = jax.eval_shape(lambda: apply_fn(variables, batch.images).activations)
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
@@ -47,8 +79,9 @@ def fisher(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> 
 
   grads, acts = jax.grad(loss, has_aux=True)(zeros)
 
-  def layer_fisher(a, g):
+  def layer_fisher(path, a, g):
     per_channel = jnp.sum(a * g, axis=tuple(range(1, a.ndim - 1)))
-    return 0.5 * jnp.sum(jnp.mean(jnp.square(per_channel), axis=0))
+    value = 0.5 * jnp.sum(jnp.mean(jnp.square(per_channel), axis=0))
+    return value * kernel_fan_in(variables["params"], path) if weighted else value
 
-  return sum(jax.tree.leaves(jax.tree.map(layer_fisher, acts, grads)))
+  return sum(jax.tree.leaves(jax.tree_util.tree_map_with_path(layer_fisher, acts, grads)))

@@ -23,7 +23,7 @@ BATCH, SIZE, IN_CH, WIDTH, CLASSES = 8, 8, 3, 4, 3
 EPS_BN, MOMENTUM = 1e-5, 0.1
 GAMMA = 1e-2  # Zen-score's mixup gamma
 
-ALL_PROXIES = ["fisher", "flops", "grad_norm", "grad_norm_zen", "grasp", "jacov", "naswot",
+ALL_PROXIES = ["fisher", "fisher_unweighted", "flops", "grad_norm", "grad_norm_zen", "grasp", "jacov", "naswot",
                "params", "snip", "synflow", "synflow_zen", "te_nas", "zen", "zico"]
 NETWORK_PROXIES = [n for n in ALL_PROXIES if n not in ("params", "flops")]
 
@@ -77,9 +77,18 @@ class TinyNet(nn.Module):
 MODEL = TinyNet()
 
 
+# ModelOutput.activations follows the module path of the layer that produced each activation
+# (fisher finds the kernel, hence the fan-in, there); TinyNet's perturbations are top-level.
+ACT_LAYER = {"act1": "conv1", "act2": "conv2", "act3": "fc"}
+
+
 def apply_fn(variables, images, *, bn=True):
+  if "perturbations" in variables:
+    variables = {**variables, "perturbations": {a: variables["perturbations"][layer]["act"]
+                                                for a, layer in ACT_LAYER.items()}}
   (logits, features, relus, acts), state = MODEL.apply(variables, images, bn=bn,
                                                        mutable=["batch_stats"])
+  acts = {layer: {"act": acts[a]} for a, layer in ACT_LAYER.items()}
   return ModelOutput(logits, features, relus, acts, state["batch_stats"])
 
 
@@ -220,15 +229,21 @@ def ref_grasp(p, x, labels, eps):
              for l in KERNELS)
 
 
-def ref_fisher(p, x, labels, eps):
+def ref_fisher(p, x, labels, eps, weighted=True):
+  """[S]: each channel's saliency counted once per weight of that channel (fan-in times)."""
   logits, cache = np_forward(p, x)
   _, dacts, _ = np_backward(p, cache, np_ce_grad(logits, labels))
   total = 0.0
   for name, g in dacts.items():
     prod = cache[name] * g
     per_channel = prod.sum(axis=(1, 2)) if prod.ndim == 4 else prod
-    total += 0.5 * (per_channel ** 2).mean(0).sum()
+    fan_in = np.prod(p[ACT_LAYER[name]]["kernel"].shape[:-1]) if weighted else 1
+    total += fan_in * 0.5 * (per_channel ** 2).mean(0).sum()
   return total
+
+
+def ref_fisher_unweighted(p, x, labels, eps):
+  return ref_fisher(p, x, labels, eps, weighted=False)
 
 
 def ref_jacov(p, x, labels, eps):
@@ -312,7 +327,7 @@ def ref_te_nas(p, x, labels, eps):
 
 REFERENCES = {
     "grad_norm": ref_grad_norm, "grad_norm_zen": ref_grad_norm_zen, "snip": ref_snip,
-    "grasp": ref_grasp, "fisher": ref_fisher, "jacov": ref_jacov, "synflow": ref_synflow,
+    "grasp": ref_grasp, "fisher": ref_fisher, "fisher_unweighted": ref_fisher_unweighted, "jacov": ref_jacov, "synflow": ref_synflow,
     "synflow_zen": ref_synflow_zen, "naswot": ref_naswot, "zen": ref_zen, "zico": ref_zico,
     "te_nas": ref_te_nas,
 }
