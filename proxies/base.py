@@ -72,6 +72,10 @@ class ProxySpec:
       labels) or ``"none"`` (analytic, no network is run).
     dtype: ``"float32"`` or ``"float64"``.
     source: the code it follows, for docs and run records.
+    dead_edge_exact: the score is unchanged when a layer whose output never reaches the logits is
+      removed (its gradients are exactly zero and nothing else reads it), so a scorer may drop
+      such layers (NB201's dead edges, `nb201.prune_dead_edges`). False for proxies that read
+      every ReLU or BN (naswot, zen) or normalise per layer (zico, te_nas).
   """
 
   name: str
@@ -80,13 +84,14 @@ class ProxySpec:
   data: str = "real"
   dtype: str = "float32"
   source: str = ""
+  dead_edge_exact: bool = False
 
 
 _REGISTRY: dict[str, ProxySpec] = {}
 
 
 def register(name: str, *, init: str = "pytorch", data: str = "real", dtype: str = "float32",
-             source: str = "") -> Callable[[ProxyFn], ProxyFn]:
+             source: str = "", dead_edge_exact: bool = False) -> Callable[[ProxyFn], ProxyFn]:
   """Decorator that registers a proxy function under ``name``."""
   if init not in ("pytorch", "gaussian"):
     raise ValueError(f"init must be 'pytorch' or 'gaussian', got {init!r}.")
@@ -96,7 +101,7 @@ def register(name: str, *, init: str = "pytorch", data: str = "real", dtype: str
   def wrap(fn: ProxyFn) -> ProxyFn:
     if name in _REGISTRY:
       raise ValueError(f"proxy {name!r} is registered twice.")
-    _REGISTRY[name] = ProxySpec(name, fn, init, data, dtype, source)
+    _REGISTRY[name] = ProxySpec(name, fn, init, data, dtype, source, dead_edge_exact)
     return fn
 
   return wrap

@@ -11,7 +11,7 @@ from rznas_jax.proxies import network
 from rznas_jax.proxies.base import ApplyFn, Batch, register
 
 
-@register("fisher", init="pytorch", data="real",
+@register("fisher", dead_edge_exact=True, init="pytorch", data="real",
           source="SamsungLabs/zero-cost-nas foresight/pruners/measures/fisher.py")
 def fisher(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """Fisher (Theis et al., 2018; Turner et al., 2020) as in the zero-cost-nas library.
@@ -44,7 +44,7 @@ def fisher(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> 
   return _fisher(apply_fn, variables, batch, weighted=True)
 
 
-@register("fisher_unweighted", init="pytorch", data="real",
+@register("fisher_unweighted", dead_edge_exact=True, init="pytorch", data="real",
           source="Theis et al. 2018: per-channel Fisher saliency, summed without fan-in weights")
 def fisher_unweighted(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """`fisher` without [S]'s fan-in weights: the plain sum of the channels' saliencies."""

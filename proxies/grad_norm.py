@@ -16,7 +16,7 @@ def _loss_grads(apply_fn: ApplyFn, variables: dict, batch: Batch):
   return jax.grad(loss)(variables["params"])
 
 
-@register("grad_norm", init="pytorch", data="real",
+@register("grad_norm", dead_edge_exact=True, init="pytorch", data="real",
           source="SamsungLabs/zero-cost-nas foresight/pruners/measures/grad_norm.py")
 def grad_norm(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """GradNorm as in the zero-cost-nas library: ``sum_l ||dL/dW_l||_2``.
@@ -41,7 +41,7 @@ def grad_norm(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) 
   return sum(jnp.sqrt(jnp.sum(jnp.square(g))) for g in network.kernels(grads))
 
 
-@register("grad_norm_zen", init="gaussian", data="gaussian",
+@register("grad_norm_zen", dead_edge_exact=True, init="gaussian", data="gaussian",
           source="idstcv/ZenNAS ZeroShotProxy/compute_gradnorm_score.py")
 def grad_norm_zen(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """GradNorm as Zen-NAS (and RZ-NAS) compute it: ``sqrt(sum_p ||dL/dp||_2^2)``.

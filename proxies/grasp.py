@@ -9,7 +9,7 @@ from rznas_jax.proxies import network
 from rznas_jax.proxies.base import ApplyFn, Batch, register
 
 
-@register("grasp", init="pytorch", data="real",
+@register("grasp", dead_edge_exact=True, init="pytorch", data="real",
           source="SamsungLabs/zero-cost-nas foresight/pruners/measures/grasp.py")
 def grasp(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """GraSP (Wang et al., 2020) as in the zero-cost-nas library: ``sum -W * (H g)``.

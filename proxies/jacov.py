@@ -10,7 +10,7 @@ from rznas_jax.proxies.base import ApplyFn, Batch, register
 _K = 1e-5
 
 
-@register("jacov", init="pytorch", data="real",
+@register("jacov", dead_edge_exact=True, init="pytorch", data="real",
           source="SamsungLabs/zero-cost-nas foresight/pruners/measures/jacob_cov.py")
 def jacov(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """Jacobian covariance (Mellor et al., 2020, v1) as in the zero-cost-nas library.

@@ -9,7 +9,7 @@ from rznas_jax.proxies import network
 from rznas_jax.proxies.base import ApplyFn, Batch, register
 
 
-@register("snip", init="pytorch", data="real",
+@register("snip", dead_edge_exact=True, init="pytorch", data="real",
           source="SamsungLabs/zero-cost-nas foresight/pruners/measures/snip.py")
 def snip(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """SNIP (Lee et al., 2019) as in the zero-cost-nas library: ``sum |W * dL/dW|``.

@@ -25,7 +25,7 @@ def _synaptic_flow(apply_fn: ApplyFn, variables: dict, image_shape: tuple[int, .
   return zip(network.kernels(params), network.kernels(grads))
 
 
-@register("synflow", init="pytorch", data="gaussian", dtype="float64",
+@register("synflow", dead_edge_exact=True, init="pytorch", data="gaussian", dtype="float64",
           source="SamsungLabs/zero-cost-nas foresight/pruners/measures/synflow.py")
 def synflow(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """SynFlow (Tanaka et al., 2020) as in the zero-cost-nas library: ``sum |W * dR/dW|``.
@@ -55,7 +55,7 @@ def synflow(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) ->
   return sum(jnp.sum(jnp.abs(w * g)) for w, g in pairs)
 
 
-@register("synflow_zen", init="gaussian", data="gaussian", dtype="float64",
+@register("synflow_zen", dead_edge_exact=True, init="gaussian", data="gaussian", dtype="float64",
           source="idstcv/ZenNAS ZeroShotProxy/compute_syncflow_score.py")
 def synflow_zen(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> jax.Array:
   """SynFlow as Zen-NAS (and RZ-NAS) compute it, NEGATED: ``-sum_l mean_out sum_in |W * dR/dW|``.

@@ -174,7 +174,10 @@ class NB201Scorer:
       if spec.data == "none":
         continue
       data = "real" if spec.data == "real" else "gaussian"
-      key = (spec.init, data, spec.dtype) if self.fuse else (spec.name,)
+      # On the switch form a pruned cell costs less, so proxies that allow pruning are not fused
+      # with those that do not.
+      prunable = self.strategy == "switch" and spec.dead_edge_exact
+      key = (spec.init, data, spec.dtype, prunable) if self.fuse else (spec.name,)
       groups.setdefault(key, []).append(spec)
     return [tuple(g) for g in groups.values()]
 
@@ -219,6 +222,8 @@ class NB201Scorer:
     fn = self._compiled(group)
     label = "+".join(spec.name for spec in group)
     variables, batch = self._inputs(group[0])
+    if self.strategy == "switch" and all(spec.dead_edge_exact for spec in group):
+      archs = [nb201.prune_dead_edges(a) for a in archs]  # same scores, less work
     one_hots = np.stack([a.one_hot() for a in archs]) if archs else np.zeros((0, 6, 5), np.float32)
     scores = np.zeros((len(group), len(archs)), np.float64)
     step = self.chunk_size if self.strategy == "masked_vmap" else 1

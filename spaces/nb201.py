@@ -309,6 +309,25 @@ def count_flops(arch: Arch, channels: int = 16, cells_per_stage: int = 5, num_cl
   return total + c * num_classes + num_classes
 
 
+def prune_dead_edges(arch: Arch) -> Arch:
+  """``arch`` with ``none`` on every edge into a node whose value never reaches the cell output.
+
+  Node 2 reaches the output (node 3) iff its edge 3<-2 is not ``none``; node 1 iff 3<-1 is not, or
+  2<-1 is not and node 2 reaches it. Such an edge's op runs, but nothing reads its output: its
+  weights get zero gradients and the network's output is the same without it, so proxies flagged
+  ``dead_edge_exact`` give the same score for both cells while the pruned one costs less. (Edges
+  *out of* a node that the input never reaches are not dead: a conv on zeros still adds its BN
+  bias.)
+
+  Example:
+    >>> prune_dead_edges(parse_genotype("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"))
+  """
+  op = dict(zip(EDGES, arch.ops))
+  live = {3: True, 2: op[(3, 2)] != "none"}
+  live[1] = op[(3, 1)] != "none" or (op[(2, 1)] != "none" and live[2])
+  return Arch(tuple(o if live[to] else "none" for (to, _), o in zip(EDGES, arch.ops)))
+
+
 def isomorphism_key(arch: Arch) -> str:
   """NATS-Bench's ``UniqueString``: cells with equal keys compute the same function up to weights.
 

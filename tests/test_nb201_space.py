@@ -117,3 +117,19 @@ def test_isomorphism_key_is_nats_unique_string():
   keys = [nb201.isomorphism_key(a) for a in table.archs]
   assert keys == table.unique
   assert len(set(keys)) == 6466
+
+
+@pytest.mark.parametrize("genotype,pruned", [
+    ("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|",
+     "|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|"),  # node 1 feeds nothing
+    ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_1x1~0|none~1|none~2|",
+     "|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|"),  # nodes 1 and 2 feed nothing
+    ("|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|avg_pool_3x3~2|",
+     "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|avg_pool_3x3~2|"),  # 1 -> 2 -> 3 live
+    ("|none~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|",
+     "|none~0|+|none~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|"),  # convs on zeros still add BN bias
+])
+def test_prune_dead_edges(genotype, pruned):
+  arch = nb201.parse_genotype(genotype)
+  assert nb201.prune_dead_edges(arch).genotype == pruned
+  assert nb201.prune_dead_edges(nb201.prune_dead_edges(arch)) == nb201.prune_dead_edges(arch)

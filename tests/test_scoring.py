@@ -33,6 +33,19 @@ def test_switch_strategy_gives_the_masked_scores():
   assert all(n == 1 for n in scorer.trace_counts.values())
 
 
+def test_dead_edges_pruned_on_the_switch_form_change_no_score():
+  dead = ["|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|none~2|",  # 1 and 2 dead
+          "|nor_conv_1x1~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_1x1~1|none~2|"]
+  archs = [nb201.parse_genotype(g) for g in dead]
+  assert all(nb201.prune_dead_edges(a) != a for a in archs)
+  proxies = ["grad_norm", "snip", "fisher", "jacov", "synflow"]
+  ref = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="masked").score(archs)
+  got = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="switch").score(archs)
+  for p in proxies:
+    np.testing.assert_allclose(got[p], ref[p], rtol=2e-4, err_msg=p)
+    assert np.all(got[p] != 0), p
+
+
 def test_fused_and_separate_proxies_agree():
   archs = nb201.random_archs(3, seed=5)
   proxies = ["naswot", "zen"]  # same init, batch and dtype: one group
