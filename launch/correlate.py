@@ -6,7 +6,8 @@ r"""Scores sampled architectures and correlates the scores with benchmark accura
 The network is built for ``--dataset`` (default cifar10); its scores are correlated with the
 accuracies of every dataset in the table. Writes ``correlation.json``
 (``{proxy: {dataset: {"spearman": rho, "kendall": tau}}, "settings": ..., "timing": ...}``) and
-``scores.csv``/``scores.json`` with the accuracies as extra ``accuracy_<dataset>`` columns.
+``scores.csv``/``scores.json`` with the accuracies as extra ``accuracy_<dataset>`` columns, and
+(``--plot``, the default) ``correlation.png``.
 """
 
 import os
@@ -21,6 +22,8 @@ from rznas_jax import results
 
 flags.DEFINE_string("num_archs", "1000", "Architectures to sample with --seed; 'all' or 0 for all.")
 flags.DEFINE_string("benchmark", None, "Benchmark table, e.g. nats_bench.csv.", required=True)
+flags.DEFINE_bool("plot", True, "Also draw correlation.png: score against accuracy per proxy and "
+                  "dataset, Kendall tau and Spearman rho in the titles.")
 
 flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
 FLAGS = flags.FLAGS
@@ -53,6 +56,9 @@ def main(argv):
   extra = {f"accuracy_{d}": acc for d, acc in accuracies.items()}
   results.write_scores(out, genotypes, scores, extra_columns=extra, settings=settings, timing=timing)
   results.write_json(os.path.join(out, CORRELATION_JSON), {**report, "settings": settings, "timing": timing})
+  if FLAGS.plot:
+    from rznas_jax.report import plot_correlation  # pylint: disable=g-import-not-at-top
+    plot_correlation(out)
 
 
 if __name__ == "__main__":
