@@ -4,14 +4,15 @@ The two folders sit at the top level (the layout the project asked for), but pla
 `proxies` are unrelated PyPI packages, so they are always imported under `rznas_jax.`.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="rznas_jax",
     version="0.1.0",
     description="RZ-NAS: LLM-guided zero-cost neural architecture search in JAX/Flax",
     python_requires=">=3.11",
-    packages=["rznas_jax", "rznas_jax.spaces", "rznas_jax.proxies"],
+    packages=[*find_packages(include=["rznas_jax", "rznas_jax.*"]), "rznas_jax.spaces",
+              "rznas_jax.proxies"],
     package_dir={
         "rznas_jax": "rznas_jax",
         "rznas_jax.spaces": "spaces",
@@ -21,11 +22,13 @@ setup(
         "jax>=0.4.35",
         "flax>=0.10",
         "optax",
+        "orbax-checkpoint",
         "numpy",
         "absl-py",
         "ml-collections",
         "google-genai",
         "tqdm",
+        "matplotlib",  # rznas_jax.report: figures (Agg canvas, no display needed)
     ],
     extras_require={
         "test": ["pytest", "scipy", "openai"],  # CI exercises the OpenAI-compatible backend too.

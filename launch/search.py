@@ -18,10 +18,15 @@ _CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/nb201.py",
 _WORKDIR = flags.DEFINE_string("workdir", "runs/search", "Run folder: created, or resumed if it "
                                "holds a checkpoint.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_REPORT = flags.DEFINE_bool("report", True, "Write the HTML report (WORKDIR/report/index.html) at "
+                            "the end of the run.")
 
 
 def main(argv):
   del argv
+  from rznas_jax import distributed  # pylint: disable=g-import-not-at-top
+  d = _CONFIG.value.distributed
+  distributed.initialize(d.enabled, d.coordinator_address, d.num_processes, d.process_id)
   from rznas_jax import search  # pylint: disable=g-import-not-at-top
   from rznas_jax.llm.base import LLMError  # pylint: disable=g-import-not-at-top
   try:
@@ -32,6 +37,8 @@ def main(argv):
     if not cli.is_user_error(e):
       raise
     cli.fail(str(e))
+  if not summary:  # a pod host other than process 0: it only scored
+    return
   best = f"best {summary['best_arch']} ({summary['proxy']} {summary['best_score']:.6g})"
   accuracy = summary.get("test_accuracy")
   if accuracy:
@@ -39,6 +46,11 @@ def main(argv):
   print(f"{best}; {summary['iterations_done']} iterations, {summary['evaluations']} evaluations, "
         f"invalid replies {summary['invalid_reply_rate']:.1%}, {summary['wall_seconds']:.0f} s; "
         f"results in {_WORKDIR.value}")
+  if _REPORT.value:
+    from rznas_jax import report  # pylint: disable=g-import-not-at-top
+    path = report.write_report_or_warn(_WORKDIR.value)  # never loses the saved run
+    if path:
+      print(f"report in {path}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ in the launchers): it is process-wide JAX configuration, which a library object 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
+import threading
 import time
 import zlib
 from typing import Callable, Iterable, Sequence
@@ -207,6 +209,9 @@ class MacroScorer:
     cache_size: compiled (structure, proxy) functions kept.
     compiler_options: XLA options for every compile, e.g. ``{"xla_backend_optimization_level": 0}``
       (about half the compile time on a CPU, for tests; scores agree to float rounding).
+    devices: spread distinct architectures over these devices (architecture i on device
+      i mod D, one thread per device, so that their compiles and runs overlap); a compile is then
+      per (structure, proxy, device). None: the default device.
 
   Attributes:
     space: the space as scored (after the overrides).
@@ -226,7 +231,7 @@ class MacroScorer:
                images: data_lib.ImageSet | None = None, batch_size: int = 64, seed: int = 0,
                resolution: int | None = None, num_classes: int | None = None, scan: bool = False,
                normalization: str | None = None, cache_size: int = 256,
-               compiler_options: dict | None = None):
+               compiler_options: dict | None = None, devices: Sequence[jax.Device] | None = None):
     if isinstance(space, str):
       space = macro_spaces.get_space(space)
     overrides = {k: v for k, v in (("resolution", resolution), ("num_classes", num_classes))
@@ -255,7 +260,9 @@ class MacroScorer:
     self.trace_counts: dict[tuple[str, str], int] = {}
     self.compile_seconds: dict[str, float] = {}
     self.compile_seconds_by_arch: dict[tuple[str, str], float] = {}
-    self._fns: collections.OrderedDict[tuple[Arch, str], Callable] = collections.OrderedDict()
+    self._fns: collections.OrderedDict[tuple, Callable] = collections.OrderedDict()
+    self._lock = threading.Lock()  # the caches are shared by the per-device threads
+    self.devices = list(devices) if devices else []
 
     root = jax.random.key(seed)
     self._init_key, self._gauss_key, self._proxy_key = jax.random.split(root, 3)
@@ -303,35 +310,39 @@ class MacroScorer:
       self._batches["gaussian"] = Batch(jnp.asarray(x), jnp.asarray(y))
     return self._batches["gaussian"]
 
-  def compiled(self, arch: Arch, proxy: str, variables: dict, batch: Batch, key: jax.Array) -> Callable:
+  def compiled(self, arch: Arch, proxy: str, variables: dict, batch: Batch, key: jax.Array,
+               device: jax.Device | None = None) -> Callable:
     """The compiled ``(variables, images, labels, key) -> score`` of ``proxy`` on ``arch``.
 
     Taken from the cache, or traced and compiled ahead of time for the shapes of the given
     inputs (timed into ``compile_seconds``). Float64 proxies must be compiled and called under
     ``jax.enable_x64(True)``.
     """
-    cache_key = (arch, proxy)
-    fn = self._fns.get(cache_key)
-    if fn is not None:
-      self._fns.move_to_end(cache_key)
-      return fn
+    cache_key = (arch, proxy, None if device is None else device.id)
+    with self._lock:
+      fn = self._fns.get(cache_key)
+      if fn is not None:
+        self._fns.move_to_end(cache_key)
+        return fn
     spec = proxy_lib.get(proxy)
     apply_fn = macro_net.make_apply_fn(self.model(arch))
     count_key = (arch.structure, proxy)
 
     def one(variables, images, labels, key):
-      self.trace_counts[count_key] = self.trace_counts.get(count_key, 0) + 1
+      with self._lock:
+        self.trace_counts[count_key] = self.trace_counts.get(count_key, 0) + 1
       return spec.fn(apply_fn, variables, Batch(images, labels), key)
 
     start = time.perf_counter()
     lowered = jax.jit(one).lower(variables, batch.images, batch.labels, key)
     fn = lowered.compile(self.compiler_options)
     seconds = time.perf_counter() - start
-    self.compile_seconds[proxy] = self.compile_seconds.get(proxy, 0.0) + seconds
-    self.compile_seconds_by_arch[count_key] = seconds
-    self._fns[cache_key] = fn
-    while len(self._fns) > self.cache_size:
-      self._fns.popitem(last=False)
+    with self._lock:
+      self.compile_seconds[proxy] = self.compile_seconds.get(proxy, 0.0) + seconds
+      self.compile_seconds_by_arch[count_key] = seconds
+      self._fns[cache_key] = fn
+      while len(self._fns) > self.cache_size:
+        self._fns.popitem(last=False)
     return fn
 
   def clear_cache(self) -> None:
@@ -370,16 +381,33 @@ class MacroScorer:
     return out
 
   def _score_one_proxy(self, spec: ProxySpec, archs: list[Arch], progress) -> np.ndarray:
-    scores = np.zeros(len(archs), np.float64)
+    distinct = list(dict.fromkeys(archs))
+    if len(self.devices) > 1:
+      done = self._score_on_devices(spec, distinct)
+    else:
+      done = {a: self._score_arch(spec, a, None) for a in distinct}
+    if progress:
+      progress(len(archs))
+    return np.array([done[a] for a in archs], np.float64)
+
+  def _score_arch(self, spec: ProxySpec, arch: Arch, device: jax.Device | None) -> float:
+    variables, batch, key = self.inputs(arch, spec.name)
+    if device is not None:
+      variables, batch, key = jax.device_put((variables, batch, key), device)
+    fn = self.compiled(arch, spec.name, variables, batch, key, device)
+    return float(np.asarray(jax.block_until_ready(fn(variables, batch.images, batch.labels, key))))
+
+  def _score_on_devices(self, spec: ProxySpec, archs: list[Arch]) -> dict[Arch, float]:
+    """Architecture i on device i mod D, one thread per device: compiles and runs side by side."""
+    shares = [(d, archs[i::len(self.devices)]) for i, d in enumerate(self.devices)]
+
+    def work(device, share):
+      with jax.enable_x64(spec.dtype == "float64"):  # the x64 switch is per thread
+        return {a: self._score_arch(spec, a, device) for a in share}
+
     done: dict[Arch, float] = {}
-    for i, arch in enumerate(archs):
-      if arch not in done:
-        variables, batch, key = self.inputs(arch, spec.name)
-        fn = self.compiled(arch, spec.name, variables, batch, key)
-        value = jax.block_until_ready(fn(variables, batch.images, batch.labels, key))
-        done[arch] = float(np.asarray(value))
-      scores[i] = done[arch]
-      if progress:
-        progress(1)
-    return scores
+    with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as pool:
+      for result in pool.map(lambda item: work(*item), shares):
+        done.update(result)
+    return done
 

@@ -10,6 +10,13 @@ Strategies (``strategy=``):
 * ``"masked"``: the masked network, one cell per call, no vmap.
 * ``"auto"`` (default): ``switch`` on a CPU backend, ``masked_vmap`` elsewhere.
 
+Over several devices (``mesh=``, e.g. `cell_mesh()` of every device, simulated CPU devices
+included), each call takes ``chunk_size`` cells per device, sharded over the mesh's ``cells``
+axis: ``masked_vmap`` vmaps them under ``jit`` with the cells sharded; ``switch`` runs
+``jax.shard_map`` with a ``lax.map`` over each device's cells, so every switch stays a real
+branch. Variables, images and keys are replicated; the scores come back sharded over ``cells``
+and are unpadded on the host.
+
 Whatever the strategy, the cell is an array argument, never a static one, so the number of cells
 never changes the number of compiles. Variables are initialised once per init kind from the seed,
 so a cell's score does not depend on which other cells are scored with it.
@@ -33,6 +40,14 @@ from rznas_jax.spaces import nb201
 from rznas_jax.spaces import nb201_net
 
 STRATEGIES = ("auto", "switch", "masked_vmap", "masked")
+CELL_AXIS = "cells"
+
+
+def cell_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh named `CELL_AXIS` over ``devices`` (default: every device of every process)."""
+  devices = list(devices) if devices is not None else jax.devices()
+  return jax.make_mesh((len(devices),), (CELL_AXIS,), axis_types=(jax.sharding.AxisType.Explicit,),
+                       devices=devices)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,12 +117,22 @@ class NB201Scorer:
     chunk_size: cells per vmapped call (``masked_vmap`` only).
     fuse: compile the proxies that share init, batch and dtype into one function, so that XLA
       computes their common work (forward pass, loss gradient) once. Scores are unchanged.
+    mesh: score ``chunk_size`` cells per device per call, sharded over this mesh's ``cells``
+      axis (`cell_mesh`); None: one device.
   """
 
   def __init__(self, proxies: Sequence[str], setting: NB201Setting = NB201Setting(), *,
                images: data_lib.ImageSet | None = None, batch_size: int = 64, seed: int = 0,
-               strategy: str = "auto", chunk_size: int = 8, fuse: bool = True):
+               strategy: str = "auto", chunk_size: int = 8, fuse: bool = True,
+               mesh: jax.sharding.Mesh | None = None):
     self.specs = [proxy_lib.get(p) for p in proxies]
+    if mesh is not None and (mesh.axis_names != (CELL_AXIS,)):
+      raise ValueError(f"the mesh must have the one axis {CELL_AXIS!r}, not {mesh.axis_names}; "
+                       "make it with scoring.cell_mesh().")
+    if mesh is not None and resolve_strategy(strategy) == "masked":
+      raise ValueError("strategy 'masked' scores one cell per call; with a mesh use switch or "
+                       "masked_vmap.")
+    self.mesh = mesh
     self.setting = setting
     self.strategy = resolve_strategy(strategy)
     if chunk_size < 1:
@@ -131,6 +156,7 @@ class NB201Scorer:
       self._batches["real"] = self._batches["gaussian"]
     self._variables: dict[str, dict] = {}
     self._fns: dict[str, Callable] = {}
+    self.last_output_sharding = None
 
   # --- compiled functions, one per group of proxies -----------------------------------------------
   def _apply_factory(self):
@@ -156,12 +182,35 @@ class NB201Scorer:
       return tuple(spec.fn(apply_fn, variables, batch, jax.random.fold_in(key, salt))
                    for spec, salt in zip(group, salts))
 
-    if self.strategy == "masked_vmap":
+    if self.mesh is not None:
+      fn = self._sharded(one)
+    elif self.strategy == "masked_vmap":
       fn = jax.jit(jax.vmap(one, in_axes=(None, None, None, None, 0)))
     else:
       fn = jax.jit(one)
     self._fns[names] = fn
     return fn
+
+  def _sharded(self, one):
+    """``one`` over a (devices * chunk_size, 6, 5) batch of cells sharded over the mesh."""
+    cells = jax.sharding.NamedSharding(self.mesh, jax.P(CELL_AXIS))
+    if self.strategy == "masked_vmap":
+      body = jax.vmap(one, in_axes=(None, None, None, None, 0))
+      return jax.jit(body, out_shardings=cells)
+
+    def local(variables, images, labels, key, one_hots):  # this device's cells, one at a time
+      return jax.lax.map(lambda c: one(variables, images, labels, key, c), one_hots)
+
+    mapped = jax.shard_map(local, mesh=self.mesh, in_specs=(jax.P(),) * 4 + (jax.P(CELL_AXIS),),
+                           out_specs=jax.P(CELL_AXIS), check_vma=False)
+    return jax.jit(mapped, out_shardings=cells)
+
+  @property
+  def cells_per_call(self) -> int:
+    """Cells one call of a compiled function scores."""
+    if self.mesh is not None:
+      return self.chunk_size * self.mesh.size
+    return self.chunk_size if self.strategy == "masked_vmap" else 1
 
   def _groups(self):
     """Network proxies grouped by what they share (init, batch, dtype) when ``fuse`` is on.
@@ -226,19 +275,26 @@ class NB201Scorer:
       archs = [nb201.prune_dead_edges(a) for a in archs]  # same scores, less work
     one_hots = np.stack([a.one_hot() for a in archs]) if archs else np.zeros((0, 6, 5), np.float32)
     scores = np.zeros((len(group), len(archs)), np.float64)
-    step = self.chunk_size if self.strategy == "masked_vmap" else 1
+    step = self.cells_per_call
+    if self.mesh is not None:
+      replicated = jax.sharding.NamedSharding(self.mesh, jax.P())
+      variables, batch, key = jax.device_put((variables, batch, self._proxy_key), replicated)
+      cells = jax.sharding.NamedSharding(self.mesh, jax.P(CELL_AXIS))
+    else:
+      key = self._proxy_key
     for start in range(0, len(archs), step):
       chunk = one_hots[start:start + step]
       n = len(chunk)
-      if self.strategy == "masked_vmap":
-        if n < step:  # pad to the compiled chunk size
+      if step > 1:
+        if n < step:  # pad to the compiled size with copies of the last cell
           chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, 0)])
-        arg = jnp.asarray(chunk)
+        arg = jax.device_put(chunk, cells) if self.mesh is not None else jnp.asarray(chunk)
       else:
         arg = jnp.asarray(chunk[0])
       first = label not in self.compile_seconds
       t0 = time.perf_counter()
-      values = jax.block_until_ready(fn(variables, batch.images, batch.labels, self._proxy_key, arg))
+      values = jax.block_until_ready(fn(variables, batch.images, batch.labels, key, arg))
+      self.last_output_sharding = getattr(values[0], "sharding", None)
       if first:
         self.compile_seconds[label] = time.perf_counter() - t0
       for i, value in enumerate(values):

@@ -143,7 +143,7 @@ def test_replay_reproduces_a_recorded_run(tmp_path):
 
 def _launch(workdir, *overrides):
   return [sys.executable, "-m", "launch.search", "--config=launch/configs/tiny_cpu.py:params",
-          f"--workdir={workdir}", "--progress=false", *overrides]
+          f"--workdir={workdir}", "--progress=false", "--report=false", *overrides]
 
 
 def test_sigkill_then_rerun_resumes_to_the_same_final_state(tmp_path):

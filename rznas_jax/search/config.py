@@ -67,6 +67,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.prompt.max_output_tokens = 1024
 
   c.llm = llm_config.default_config()
+
+  # Multi-process runs (TPU pods, several hosts): launch/search.py starts jax.distributed when
+  # `enabled` or when JAX_COORDINATOR_ADDRESS is set; empty values are auto-detected by JAX.
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.enabled = False
+  c.distributed.coordinator_address = ""
+  c.distributed.num_processes = 0
+  c.distributed.process_id = -1
   return c
 
 
@@ -115,7 +123,7 @@ def make_space(config: ml_collections.ConfigDict) -> spaces_lib.SearchSpace:
 
 # Keys that may change when a run is resumed: the length of the run and how the LLM is reached.
 RESUMABLE_KEYS = ("search.iterations", "llm", "compilation_cache", "benchmark",
-                  "search.max_llm_failures")
+                  "search.max_llm_failures", "distributed")
 
 
 def result_relevant(config_json: dict) -> dict:

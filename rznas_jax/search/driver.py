@@ -21,10 +21,16 @@ The run folder:
 * ``scores.jsonl`` — every proxy score as soon as it is computed, so that a crash loses no
   completed evaluation (the resumed run reads them back instead of scoring again);
 * ``llm_log.jsonl`` — every LLM exchange (`rznas_jax.llm`), the input of ``replay:``;
-* ``summary.json`` — the result (best architecture, score, costs, accuracies, rates, timing).
+* ``summary.json`` — the result (best architecture, score, costs, accuracies, rates, timing);
+* ``timeline.jsonl`` — ``{"iteration", "wall_seconds"}`` after the initial population and after
+  each step, for plots against wall time (not read back: timings are not part of the state).
 
 Running `run` on a folder that holds a checkpoint resumes it. With a deterministic backend
 (offline, replay) the resumed run ends in the same state as an uninterrupted one.
+
+In a multi-process run (``jax.distributed``, a TPU pod) process 0 runs this loop, talks to the
+LLM and writes every file; every process scores its share of each batch of children
+(`rznas_jax.distributed`), so the run folder is the one a single process would write.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 
+from rznas_jax import distributed
 from rznas_jax import results
 from rznas_jax.llm.base import Response
 from rznas_jax.search import config as config_lib
@@ -54,6 +62,7 @@ TRIALS_FILE = "trials.jsonl"
 SCORES_FILE = "scores.jsonl"
 SUMMARY_FILE = "summary.json"
 LLM_LOG_FILE = "llm_log.jsonl"
+TIMELINE_FILE = "timeline.jsonl"
 
 
 class SearchAborted(RuntimeError):
@@ -89,6 +98,7 @@ class ProxyScorer:
       self._to_arch = lambda g: g
     self.proxy = config.proxy
     self.scores_path = scores_path
+    self.compute = self.score_uncached  # replaced by a multi-process scorer on a pod's leader
     self.cache: dict[str, float] = {}
     if scores_path and os.path.exists(scores_path):
       with open(scores_path) as f:
@@ -99,10 +109,14 @@ class ProxyScorer:
             continue  # a line cut short by a crash
           self.cache[entry["genotype"]] = _from_json_float(entry["score"])
 
+  def score_uncached(self, genotypes: Sequence[str]) -> np.ndarray:
+    """The proxy's scores of ``genotypes`` on this process, no cache, no file."""
+    return self._scorer.score([self._to_arch(g) for g in genotypes])[self.proxy]
+
   def __call__(self, genotypes: Sequence[str]) -> np.ndarray:
     todo = [g for g in dict.fromkeys(genotypes) if g not in self.cache]
     if todo:
-      scores = self._scorer.score([self._to_arch(g) for g in todo])[self.proxy]
+      scores = self.compute(todo)
       lines = []
       for g, s in zip(todo, scores):
         self.cache[g] = float(s)
@@ -184,6 +198,11 @@ def _save(workdir: str, state: state_lib.SearchState, new_trials: Sequence[state
   results.write_atomic(os.path.join(workdir, CHECKPOINT_FILE),
                        json.dumps({"state": state.to_json(with_trials=False),
                                    "wall_seconds": wall_seconds}))
+
+
+def _append_timeline(workdir: str, iteration: int, wall_seconds: float) -> None:
+  with open(os.path.join(workdir, TIMELINE_FILE), "a") as f:
+    f.write(json.dumps({"iteration": iteration, "wall_seconds": round(wall_seconds, 4)}) + "\n")
 
 
 # --- one step ------------------------------------------------------------------------------------
@@ -379,6 +398,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
   """
   config_lib.check_config(config)
   space = config_lib.make_space(config)
+  if jax.process_count() > 1 and not distributed.is_leader():
+    # Another host of a pod: score what the leader asks for, write nothing.
+    distributed.serve_scoring(ProxyScorer(config, space).score_uncached)
+    return {}
   if config.benchmark:
     benchmark_table(config.benchmark)  # a bad path fails now, not after the search
   os.makedirs(workdir, exist_ok=True)
@@ -389,6 +412,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     from rznas_jax import compilation_cache  # pylint: disable=g-import-not-at-top
     compilation_cache.enable_compilation_cache(config.compilation_cache)
   scorer = ProxyScorer(config, space, os.path.join(workdir, SCORES_FILE))
+  leader = None
+  if jax.process_count() > 1:
+    leader = scorer.compute = distributed.LeaderScorer(scorer.score_uncached)
+  try:
+    return _search(config, workdir, space, scorer, client, progress, on_step)
+  finally:
+    if leader is not None:
+      leader.stop()
+
+
+def _search(config, workdir, space, scorer, client, progress, on_step) -> dict[str, Any]:
   if client is None and config.search.mutation == "llm":
     client = make_client(config, workdir, space)
   state, wall = load_state(workdir)
@@ -397,6 +431,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     logging.info("Scoring the initial population of %d.", config.search.population)
     state = initial_state(config, space, scorer)
     _save(workdir, state, (), wall)
+    _append_timeline(workdir, 0, wall + time.monotonic() - started)
   else:
     logging.info("Resuming %s at iteration %d.", workdir, state.iteration)
   total = config.search.iterations
@@ -412,6 +447,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
       before = len(state.trials)
       state = searcher.step(state, k)
       _save(workdir, state, state.trials[before:], wall + time.monotonic() - started)
+      _append_timeline(workdir, state.iteration, wall + time.monotonic() - started)
       if on_step is not None:
         on_step(state)
       if bar is not None:

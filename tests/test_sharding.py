@@ -1,0 +1,52 @@
+"""Scoring over 8 simulated CPU devices equals scoring on one (tests run the check in a fresh
+process, since the device count is fixed when JAX starts)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rznas_jax import proxies
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NETWORK_PROXIES = [n for n in proxies.names() if proxies.get(n).data != "none"]
+
+
+def _check(*args):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, os.path.join(HERE, "sharded_scoring_check.py"), *args],
+                        env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _assert_same(out, names):
+  assert out["devices"] == 8
+  for name in names:
+    np.testing.assert_allclose(out["sharded"][name], out["single"][name], rtol=1e-4, atol=1e-6,
+                               err_msg=name)
+
+
+def test_switch_form_sharded_over_8_devices_gives_the_single_device_scores_for_every_proxy():
+  out = _check("switch", ",".join(NETWORK_PROXIES))
+  _assert_same(out, NETWORK_PROXIES)
+  assert out["output_spec"] == "P('cells',)" and out["output_mesh_axes"] == ["cells"]
+  assert out["output_devices"] == 8
+  assert all(count == 1 for count in out["trace_counts"].values())  # 11 cells, 2 calls, 1 trace
+
+
+def test_masked_vmap_sharded_over_8_devices():
+  names = ["synflow", "naswot", "grad_norm"]
+  out = _check("masked_vmap", ",".join(names))
+  _assert_same(out, names)
+  assert out["output_spec"] == "P('cells',)" and out["output_devices"] == 8
+
+
+def test_macro_architectures_spread_over_devices():
+  out = _check("macro", "zen")
+  _assert_same(out, ["zen"])
+  assert out["devices_used"] == [0, 1, 2]  # three distinct structures, one per device
