@@ -155,6 +155,7 @@ class SE(nn.Module):
 
   eps: float = 1e-3
   use_bn: bool = True
+  train: bool = True  # False: BN uses its running statistics
 
   @nn.compact
   def __call__(self, x):
@@ -163,10 +164,10 @@ class SE(nn.Module):
     g = jnp.mean(x, axis=(1, 2), keepdims=True)
     g = Conv(se, 1, name="conv0")(g)
     if self.use_bn:
-      g = layers.BatchNorm(self.eps, name="bn0")(g)
+      g = layers.BatchNorm(self.eps, name="bn0")(g, train=self.train)
     g = Conv(c, 1, name="conv1")(nn.relu(g))
     if self.use_bn:
-      g = layers.BatchNorm(self.eps, name="bn1")(g)
+      g = layers.BatchNorm(self.eps, name="bn1")(g, train=self.train)
     return x * nn.sigmoid(g)
 
 
@@ -176,6 +177,7 @@ class Unit(nn.Module):
   spec: UnitSpec
   eps: float = 1e-3
   use_bn: bool = True
+  train: bool = True
 
   @nn.compact
   def __call__(self, x):
@@ -183,12 +185,12 @@ class Unit(nn.Module):
     for i, (features, kernel, stride, depthwise) in enumerate(self.spec.convs):
       y = Conv(features, kernel, stride, depthwise, name=f"conv{i}")(y)
       if self.use_bn:
-        y = layers.BatchNorm(self.eps, name=f"bn{i}")(y)
+        y = layers.BatchNorm(self.eps, name=f"bn{i}")(y, train=self.train)
       if i < n - 1:
         self.sow("intermediates", "relu", (y, jnp.ones((), y.dtype)))
         y = nn.relu(y)
         if self.spec.use_se and i == n - 2:
-          y = SE(self.eps, self.use_bn, name="se")(y)
+          y = SE(self.eps, self.use_bn, self.train, name="se")(y)
     short = self.spec.shortcut
     if short == "identity":
       y = y + x
@@ -199,7 +201,7 @@ class Unit(nn.Module):
       sc = x if zen or self.spec.stride == 1 else _avg_pool2(x)
       sc = Conv(y.shape[-1], 1, self.spec.stride if zen else 1, use_bias=zen, name="proj")(sc)
       if self.use_bn:
-        sc = layers.BatchNorm(self.eps, name="proj_bn")(sc)
+        sc = layers.BatchNorm(self.eps, name="proj_bn")(sc, train=self.train)
       y = y + sc
     self.sow("intermediates", "relu", (y, jnp.ones((), y.dtype)))
     return nn.relu(y)
@@ -212,11 +214,12 @@ class SubLayer(nn.Module):
   eps: float = 1e-3
   use_bn: bool = True
   scan_form: bool = False
+  train: bool = True
 
   @nn.compact
   def __call__(self, x, _=None):
     for u, spec in enumerate(self.units):
-      x = Unit(spec, self.eps, self.use_bn, name=f"unit{u}")(x)
+      x = Unit(spec, self.eps, self.use_bn, self.train, name=f"unit{u}")(x)
     return (x, None) if self.scan_form else x
 
 
@@ -235,18 +238,19 @@ class SuperBlock(nn.Module):
   eps: float = 1e-3
   use_bn: bool = True
   scan: bool = False
+  train: bool = True
 
   @nn.compact
   def __call__(self, x):
-    x = SubLayer(self.layers_[0], self.eps, self.use_bn, name=_layer_name(0))(x)
+    x = SubLayer(self.layers_[0], self.eps, self.use_bn, train=self.train, name=_layer_name(0))(x)
     tail = self.layers_[1:]
     if self.scan and _scannable(self.layers_):
       body = nn.scan(SubLayer, variable_axes={c: 0 for c in _SCANNED_COLLECTIONS},
                      split_rngs={"params": True}, length=len(tail))
-      x, _ = body(tail[0], self.eps, self.use_bn, True, name="tail")(x)
+      x, _ = body(tail[0], self.eps, self.use_bn, True, self.train, name="tail")(x)
     else:
       for j, spec in enumerate(tail, start=1):
-        x = SubLayer(spec, self.eps, self.use_bn, name=_layer_name(j))(x)
+        x = SubLayer(spec, self.eps, self.use_bn, train=self.train, name=_layer_name(j))(x)
     return x
 
 
@@ -289,10 +293,11 @@ class MacroNetwork(nn.Module):
                             use_se=self.use_se) for b in self.arch.blocks]
 
   @nn.compact
-  def __call__(self, images, *, use_bn: bool = True):
+  def __call__(self, images, *, use_bn: bool = True, train: bool = True):
+    """Logits for ``images``; ``train=False`` normalises with the BN running statistics."""
     x = images
     for i, specs in enumerate(self.block_specs()):
-      x = SuperBlock(specs, self.eps, use_bn, self.scan, name=_block_name(i))(x)
+      x = SuperBlock(specs, self.eps, use_bn, self.scan, train, name=_block_name(i))(x)
     self.sow("intermediates", "features", x)
     pooled = x.mean(axis=(1, 2))
     logits = nn.Dense(self.num_classes, kernel_init=layers.torch_kernel_init,

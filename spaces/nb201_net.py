@@ -58,11 +58,11 @@ class ReLUConvBN(nn.Module):
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, x, *, use_bn: bool = True, gate: Any = 1.0):
+  def __call__(self, x, *, use_bn: bool = True, gate: Any = 1.0, train: bool = True):
     self.sow("intermediates", "relu", (x, jnp.asarray(gate, x.dtype)))
     y = Conv(self.features, self.kernel, self.stride, name="op")(nn.relu(x))
     if use_bn:
-      y = layers.BatchNorm(self.eps, name="bn")(y, gate=gate)
+      y = layers.BatchNorm(self.eps, name="bn")(y, gate=gate, train=train)
     return y
 
 
@@ -74,7 +74,7 @@ class Cell(nn.Module):
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, x, ops=None, *, use_bn: bool = True):
+  def __call__(self, x, ops=None, *, use_bn: bool = True, train: bool = True):
     nodes = [x]
     for node in range(1, 4):
       total = jnp.zeros_like(x)
@@ -83,29 +83,31 @@ class Cell(nn.Module):
           continue
         inp = nodes[src]
         if self.arch is not None:
-          total = total + self._exact_op(self.arch.ops[e], inp, e, use_bn)
+          total = total + self._exact_op(self.arch.ops[e], inp, e, use_bn, train)
         else:
-          total = total + self._masked_edge(ops[e], inp, e, use_bn)
+          total = total + self._masked_edge(ops[e], inp, e, use_bn, train)
       nodes.append(total)
     return nodes[3]
 
-  def _exact_op(self, op, x, e, use_bn):
+  def _exact_op(self, op, x, e, use_bn, train):
     if op == "none":
       return jnp.zeros_like(x)
     if op == "skip_connect":
       return x
     if op == "avg_pool_3x3":
       return layers.avg_pool_exclude_pad(x)
-    return ReLUConvBN(self.channels, CONV_OPS[op], eps=self.eps, name=f"edge{e}_{op}")(x, use_bn=use_bn)
+    conv = ReLUConvBN(self.channels, CONV_OPS[op], eps=self.eps, name=f"edge{e}_{op}")
+    return conv(x, use_bn=use_bn, train=train)
 
-  def _masked_edge(self, w, x, e, use_bn):
+  def _masked_edge(self, w, x, e, use_bn, train):
     zero = jnp.zeros_like(x)
     out = jnp.where(w[OPS.index("skip_connect")] > 0, x, zero)
     pool = layers.avg_pool_exclude_pad(x)
     out = out + jnp.where(w[OPS.index("avg_pool_3x3")] > 0, pool, zero)
     for op, k in CONV_OPS.items():
       gate = w[OPS.index(op)]
-      y = ReLUConvBN(self.channels, k, eps=self.eps, name=f"edge{e}_{op}")(x, use_bn=use_bn, gate=gate)
+      conv = ReLUConvBN(self.channels, k, eps=self.eps, name=f"edge{e}_{op}")
+      y = conv(x, use_bn=use_bn, gate=gate, train=train)
       out = out + jnp.where(gate > 0, y, zero)
     return out
 
@@ -117,9 +119,10 @@ class ResNetBlock(nn.Module):
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, x, *, use_bn: bool = True):
-    y = ReLUConvBN(self.features, 3, stride=2, eps=self.eps, name="conv_a")(x, use_bn=use_bn)
-    y = ReLUConvBN(self.features, 3, eps=self.eps, name="conv_b")(y, use_bn=use_bn)
+  def __call__(self, x, *, use_bn: bool = True, train: bool = True):
+    conv_a = ReLUConvBN(self.features, 3, stride=2, eps=self.eps, name="conv_a")
+    y = conv_a(x, use_bn=use_bn, train=train)
+    y = ReLUConvBN(self.features, 3, eps=self.eps, name="conv_b")(y, use_bn=use_bn, train=train)
     b, h, w, c = x.shape
     pooled = x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
     shortcut = Conv(self.features, 1, name="shortcut")(pooled)
@@ -144,23 +147,25 @@ class NB201Network(nn.Module):
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, images, ops=None, *, use_bn: bool = True):
+  def __call__(self, images, ops=None, *, use_bn: bool = True, train: bool = True):
+    """Logits for ``images``; ``train=False`` normalises with the BN running statistics."""
     if self.arch is None and ops is None:
       raise ValueError("the masked NB201 network needs `ops`, a (6, 5) one-hot array.")
     if ops is not None:
       ops = jnp.asarray(ops)
     x = Conv(self.channels, 3, name="stem")(images)
     if use_bn:
-      x = layers.BatchNorm(self.eps, name="stem_bn")(x)
+      x = layers.BatchNorm(self.eps, name="stem_bn")(x, train=train)
     c = self.channels
     for stage in range(3):
       if stage > 0:
         c *= 2
-        x = ResNetBlock(c, self.eps, name=f"reduce{stage}")(x, use_bn=use_bn)
+        x = ResNetBlock(c, self.eps, name=f"reduce{stage}")(x, use_bn=use_bn, train=train)
       for i in range(self.cells_per_stage):
-        x = Cell(c, self.arch, self.eps, name=f"stage{stage}_cell{i}")(x, ops, use_bn=use_bn)
+        cell = Cell(c, self.arch, self.eps, name=f"stage{stage}_cell{i}")
+        x = cell(x, ops, use_bn=use_bn, train=train)
     if use_bn:
-      x = layers.BatchNorm(self.eps, name="last_bn")(x)
+      x = layers.BatchNorm(self.eps, name="last_bn")(x, train=train)
     self.sow("intermediates", "relu", (x, jnp.ones((), x.dtype)))
     x = nn.relu(x)
     self.sow("intermediates", "features", x)
