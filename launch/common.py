@@ -48,7 +48,11 @@ flags.DEFINE_string("dataset", "cifar10",
 flags.DEFINE_integer("seed", 0, "Seeds the sampled architectures, the init, the batch and the proxies.")
 flags.DEFINE_integer("batch_size", 64, "Images per proxy batch.", lower_bound=1)
 flags.DEFINE_string("strategy", "auto", "Scoring strategy: auto, switch, masked_vmap, masked.")
-flags.DEFINE_integer("chunk_size", 8, "Cells per vmapped call (masked_vmap only).", lower_bound=1)
+flags.DEFINE_integer("chunk_size", 8, "Cells per vmapped call (masked_vmap), per device with "
+                     "--all_devices.", lower_bound=1)
+flags.DEFINE_bool("all_devices", False, "Spread the work over every device: NB201 cells sharded "
+                  "over a mesh of all devices (chunk_size cells per device per call); macro "
+                  "architectures placed round-robin, compiled and run side by side.")
 flags.DEFINE_integer("channels", 16, "Channels of the first stage (NAS-Bench-201: 16).", lower_bound=1)
 flags.DEFINE_integer("cells_per_stage", 5, "Cells per stage (NAS-Bench-201: 5).", lower_bound=1)
 flags.DEFINE_integer("resolution", None, "Macro spaces: input size, overriding the space's (32, 224, "
@@ -142,8 +146,14 @@ class NB201Space:
     setting = scoring.NB201Setting(FLAGS.dataset, FLAGS.channels, FLAGS.cells_per_stage)
     if images is not None:  # the scorer checks the images only after initialising the network
       data_lib.real_batch(images, FLAGS.batch_size, FLAGS.seed, setting.dataset, setting.resolution)
+    mesh = scoring.cell_mesh() if FLAGS.all_devices else None
+    strategy = FLAGS.strategy
+    if mesh is not None and strategy == "masked":
+      raise ValueError("--strategy=masked scores one cell per call; with --all_devices use auto, "
+                       "switch or masked_vmap.")
+    chunk = FLAGS.chunk_size if mesh is None or not FLAGS["chunk_size"].using_default_value else 1
     return scoring.NB201Scorer(proxies, setting, images=images, batch_size=FLAGS.batch_size,
-                               seed=FLAGS.seed, strategy=FLAGS.strategy, chunk_size=FLAGS.chunk_size)
+                               seed=FLAGS.seed, strategy=strategy, chunk_size=chunk, mesh=mesh)
 
 
 def reject_flags_given(names: Sequence[str], context: str) -> None:
@@ -268,9 +278,11 @@ class MacroSpaceLauncher:
       if normalization not in macro_scoring.NORMALIZATIONS:
         raise ValueError(f"--dataset={normalization!r} is not a normalisation of real images for "
                          f"the {self.name} space; valid: {', '.join(macro_scoring.NORMALIZATIONS)}.")
+    import jax  # pylint: disable=g-import-not-at-top
     return macro_scoring.MacroScorer(proxies, self.space(), images=images,
                                      batch_size=FLAGS.batch_size, seed=FLAGS.seed, scan=FLAGS.scan,
-                                     normalization=normalization)
+                                     normalization=normalization,
+                                     devices=jax.devices() if FLAGS.all_devices else None)
 
 
 def _check_macro_archs(space: macro_spaces.MacroSpace, items: Sequence[str]) -> list[macro.Arch]:
@@ -347,7 +359,7 @@ def flag_settings(names: Sequence[str]) -> dict[str, Any]:
   return {name: FLAGS[name].value for name in names}
 
 
-SHARED_FLAGS = ("space", "proxies", "data", "dataset", "seed", "batch_size", "strategy",
+SHARED_FLAGS = ("space", "proxies", "data", "dataset", "seed", "batch_size", "strategy", "all_devices",
                 "chunk_size", "channels", "cells_per_stage", "compilation_cache_dir", "out") + MACRO_ONLY_FLAGS
 
 

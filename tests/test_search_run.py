@@ -183,3 +183,19 @@ def test_bad_config_is_one_sentence_and_exit_2(tmp_path, override, needle):
   assert proc.returncode == 2, proc.stderr
   assert "Traceback" not in proc.stderr and needle in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.parametrize("config_file,proxy", [("zen_cifar", "params"), ("maedet_coco", "maedet")])
+def test_macro_space_search_keeps_every_member_valid_and_in_budget(tmp_path, config_file, proxy):
+  import importlib  # pylint: disable=g-import-not-at-top
+  from rznas_jax.spaces import macro_spaces  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"launch.configs.{config_file}").get_config()
+  config.proxy = proxy
+  config.llm.backend = "offline"
+  config.search.iterations, config.search.population = 16, 6
+  summary = search.run(config, str(tmp_path), progress=False)
+  state, _ = search.load_state(str(tmp_path))
+  space = macro_spaces.get_space(config_file)
+  assert all(space.validate(m.genotype) == [] for m in state.population)
+  assert summary["best_score"] == max(m.score for m in state.population)
+  assert summary["iterations_done"] == 16 and "flops" in summary and "params" in summary

@@ -11,6 +11,8 @@ import pytest
 
 from rznas_jax import proxies
 
+from conftest import NATS_CSV, need
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NETWORK_PROXIES = [n for n in proxies.names() if proxies.get(n).data != "none"]
 
@@ -50,3 +52,20 @@ def test_macro_architectures_spread_over_devices():
   out = _check("macro", "zen")
   _assert_same(out, ["zen"])
   assert out["devices_used"] == [0, 1, 2]  # three distinct structures, one per device
+
+
+def test_correlate_all_devices_equals_one_device(tmp_path):
+  need(NATS_CSV)
+  root = os.path.dirname(HERE)
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+  common = [sys.executable, "-m", "launch.correlate", "--space=nb201", "--proxies=synflow,params",
+            "--num_archs=13", "--channels=4", "--cells_per_stage=1", "--dataset=imagenet16-120",
+            "--batch_size=8", f"--benchmark={NATS_CSV}", "--plot=false"]
+  for name, extra in (("one", []), ("all", ["--all_devices"])):
+    subprocess.run(common + [f"--out={tmp_path / name}", *extra], cwd=root, env=env, check=True,
+                   capture_output=True, timeout=900)
+  one = json.loads((tmp_path / "one" / "correlation.json").read_text())
+  every = json.loads((tmp_path / "all" / "correlation.json").read_text())
+  assert every["settings"]["all_devices"] is True
+  for proxy in ("synflow", "params"):
+    assert every[proxy] == one[proxy]
