@@ -12,9 +12,8 @@ Strategies (``strategy=``):
 
 Over several devices (``mesh=``, e.g. `cell_mesh()` of every device, simulated CPU devices
 included), each call takes ``chunk_size`` cells per device, sharded over the mesh's ``cells``
-axis: ``masked_vmap`` vmaps them under ``jit`` with the cells sharded; ``switch`` runs
-``jax.shard_map`` with a ``lax.map`` over each device's cells, so every switch stays a real
-branch. Variables, images and keys are replicated; the scores come back sharded over ``cells``
+axis, through ``jax.shard_map``: ``masked_vmap`` vmaps each device's cells, ``switch`` maps over
+them with ``lax.map``, so every switch stays a real branch. Variables, images and keys are replicated; the scores come back sharded over ``cells``
 and are unpadded on the host.
 
 Whatever the strategy, the cell is an array argument, never a static one, so the number of cells
@@ -119,13 +118,16 @@ class NB201Scorer:
       computes their common work (forward pass, loss gradient) once. Scores are unchanged.
     mesh: score ``chunk_size`` cells per device per call, sharded over this mesh's ``cells``
       axis (`cell_mesh`); None: one device.
+    prune: on the switch form, score `nb201.prune_dead_edges` of each cell for proxies whose
+      score cannot see dead edges (same score, less work).
   """
 
   def __init__(self, proxies: Sequence[str], setting: NB201Setting = NB201Setting(), *,
                images: data_lib.ImageSet | None = None, batch_size: int = 64, seed: int = 0,
                strategy: str = "auto", chunk_size: int = 8, fuse: bool = True,
-               mesh: jax.sharding.Mesh | None = None):
+               mesh: jax.sharding.Mesh | None = None, prune: bool = True):
     self.specs = [proxy_lib.get(p) for p in proxies]
+    self.prune = prune
     if mesh is not None and (mesh.axis_names != (CELL_AXIS,)):
       raise ValueError(f"the mesh must have the one axis {CELL_AXIS!r}, not {mesh.axis_names}; "
                        "make it with scoring.cell_mesh().")
@@ -194,12 +196,12 @@ class NB201Scorer:
   def _sharded(self, one):
     """``one`` over a (devices * chunk_size, 6, 5) batch of cells sharded over the mesh."""
     cells = jax.sharding.NamedSharding(self.mesh, jax.P(CELL_AXIS))
-    if self.strategy == "masked_vmap":
-      body = jax.vmap(one, in_axes=(None, None, None, None, 0))
-      return jax.jit(body, out_shardings=cells)
 
-    def local(variables, images, labels, key, one_hots):  # this device's cells, one at a time
-      return jax.lax.map(lambda c: one(variables, images, labels, key, c), one_hots)
+    def local(variables, images, labels, key, one_hots):  # this device's cells
+      if self.strategy == "masked_vmap":
+        return jax.vmap(one, in_axes=(None, None, None, None, 0))(variables, images, labels, key,
+                                                                  one_hots)
+      return jax.lax.map(lambda c: one(variables, images, labels, key, c), one_hots)  # real branches
 
     mapped = jax.shard_map(local, mesh=self.mesh, in_specs=(jax.P(),) * 4 + (jax.P(CELL_AXIS),),
                            out_specs=jax.P(CELL_AXIS), check_vma=False)
@@ -225,7 +227,7 @@ class NB201Scorer:
       data = "real" if spec.data == "real" else "gaussian"
       # On the switch form a pruned cell costs less, so proxies that allow pruning are not fused
       # with those that do not.
-      prunable = self.strategy == "switch" and spec.dead_edge_exact
+      prunable = self.prune and self.strategy == "switch" and spec.dead_edge_exact
       key = (spec.init, data, spec.dtype, prunable) if self.fuse else (spec.name,)
       groups.setdefault(key, []).append(spec)
     return [tuple(g) for g in groups.values()]
@@ -271,7 +273,7 @@ class NB201Scorer:
     fn = self._compiled(group)
     label = "+".join(spec.name for spec in group)
     variables, batch = self._inputs(group[0])
-    if self.strategy == "switch" and all(spec.dead_edge_exact for spec in group):
+    if self.prune and self.strategy == "switch" and all(spec.dead_edge_exact for spec in group):
       archs = [nb201.prune_dead_edges(a) for a in archs]  # same scores, less work
     one_hots = np.stack([a.one_hot() for a in archs]) if archs else np.zeros((0, 6, 5), np.float32)
     scores = np.zeros((len(group), len(archs)), np.float64)

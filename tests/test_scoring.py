@@ -39,7 +39,9 @@ def test_dead_edges_pruned_on_the_switch_form_change_no_score():
   archs = [nb201.parse_genotype(g) for g in dead]
   assert all(nb201.prune_dead_edges(a) != a for a in archs)
   proxies = ["grad_norm", "snip", "fisher", "jacov", "synflow"]
-  ref = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="masked").score(archs)
+  # The unpruned switch form equals the masked network: test_switch_strategy_gives_the_masked_scores
+  # and tests/test_nb201_switch.py.
+  ref = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="switch", prune=False).score(archs)
   got = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="switch").score(archs)
   for p in proxies:
     np.testing.assert_allclose(got[p], ref[p], rtol=2e-4, err_msg=p)
@@ -49,8 +51,8 @@ def test_dead_edges_pruned_on_the_switch_form_change_no_score():
 def test_fused_and_separate_proxies_agree():
   archs = nb201.random_archs(3, seed=5)
   proxies = ["naswot", "zen"]  # same init, batch and dtype: one group
-  fused = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="masked")
-  separate = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="masked", fuse=False)
+  fused = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="switch")
+  separate = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="switch", fuse=False)
   a, b = fused.score(archs), separate.score(archs)
   for p in proxies:
     np.testing.assert_allclose(a[p], b[p], rtol=1e-5)
