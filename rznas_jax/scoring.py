@@ -287,7 +287,7 @@ class NB201Scorer:
     for start in range(0, len(archs), step):
       chunk = one_hots[start:start + step]
       n = len(chunk)
-      if step > 1:
+      if step > 1 or self.mesh is not None:
         if n < step:  # pad to the compiled size with copies of the last cell
           chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, 0)])
         arg = jax.device_put(chunk, cells) if self.mesh is not None else jnp.asarray(chunk)
