@@ -18,7 +18,6 @@ best member is never dropped, so it is the best of everything added so far). Run
     python benchmarks/search_quality.py --iterations=100 --seeds=0 --channels=4 --cells_per_stage=1
 """
 
-import json
 import os
 import time
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from rznas_jax import results
 from rznas_jax import search
+from rznas_jax.report.paper_tables import PAPER_TABLE2_TEST
 from rznas_jax.spaces import nb201
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,19 +46,6 @@ flags.DEFINE_string("out", os.path.join(_HERE, "results", "search_quality"), "Ou
 FLAGS = flags.FLAGS
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
-# METHOD.md §6.2, Table 2 of the paper: test accuracy (mean, std) per dataset.
-PAPER = {
-    "synflow": {"random": ((93.48, 0.00), (71.35, 1.51), (45.12, 0.00)),
-                "offline": ((93.47, 0.74), (73.21, 0.12), (46.16, 0.30))},
-    "grad_norm": {"random": ((89.27, 2.10), (61.06, 4.02), (24.10, 11.36)),
-                  "offline": ((93.99, 3.44), (71.61, 2.20), (42.61, 1.38))},
-    "grasp": {"random": ((89.34, 2.16), (60.89, 3.88), (22.99, 11.01)),
-              "offline": ((92.79, 0.80), (69.34, 1.98), (43.16, 2.64))},
-    "zen": {"random": ((93.76, 0.00), (70.67, 0.62), (41.44, 0.00)),
-            "offline": ((93.48, 0.00), (71.35, 1.51), (45.12, 0.00))},
-    "zico": {"random": ((93.35, 0.00), (70.71, 0.00), (46.18, 0.04)),
-             "offline": ((94.24, 0.12), (73.30, 0.21), (46.24, 0.23))},
-}
 CHECKPOINTS = (50, 100, 300)
 
 
@@ -145,10 +132,11 @@ def main(argv):
                  + " | ".join(later) + " |")
     report["variants"][variant] = {"runs": {s: runs[(variant, int(s))] for s in FLAGS.seeds},
                                    "mean": mean.tolist(), "std": std.tolist()}
-  for key, label in (("random", FLAGS.proxy), ("offline", f"Ours({FLAGS.proxy})")):
-    paper = PAPER.get(FLAGS.proxy, {}).get(key)
+  for key, label in (("random", FLAGS.proxy), ("ours", f"Ours({FLAGS.proxy})")):
+    paper = PAPER_TABLE2_TEST.get((FLAGS.proxy, key))
     if paper:
-      lines.append(f"| paper: {label} (GPT-4o) | " + " | ".join(f"{m:.2f}±{s:.2f}" for m, s in paper)
+      lines.append(f"| paper: {label} (GPT-4o) | "
+                   + " | ".join(f"{paper[d][0]:.2f}±{paper[d][1]:.2f}" for d in DATASETS)
                    + " | – | – |" + " – |" * len(CHECKPOINTS))
   text = "\n".join(lines)
   print("\n" + text)

@@ -17,15 +17,11 @@ computed are read back from scores.jsonl), and the others rejoin as scorers. The
 only and is never written to the folder.
 """
 
-from rznas_jax.search import config as config_lib
+from launch.configs import nb201
 
 
 def get_config(proxy: str | None = None):
-  config = config_lib.default_config()
-  config.space = "nb201"
-  config.proxy = proxy or "synflow"
-  config.search.iterations = 1500
-  config.search.population = 100
+  config = nb201.get_config(proxy)  # the paper's NB201 run, spread over the pod
   config.search.proposals_per_step = 64
   config.llm.max_concurrency = 64
   config.distributed.enabled = True

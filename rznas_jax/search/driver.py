@@ -107,7 +107,7 @@ class ProxyScorer:
             entry = json.loads(line)
           except json.JSONDecodeError:
             continue  # a line cut short by a crash
-          self.cache[entry["genotype"]] = _from_json_float(entry["score"])
+          self.cache[entry["genotype"]] = float(entry["score"])  # 'nan'/'inf' as text
 
   def score_uncached(self, genotypes: Sequence[str]) -> np.ndarray:
     """The proxy's scores of ``genotypes`` on this process, no cache, no file."""
@@ -131,10 +131,6 @@ class ProxyScorer:
 
 def _to_json_float(x: float) -> float | str:
   return x if math.isfinite(x) else repr(x)
-
-
-def _from_json_float(x: float | str) -> float:
-  return float(x)
 
 
 # --- files ---------------------------------------------------------------------------------------
