@@ -13,7 +13,9 @@ gets 1, 2, 4, 8 sub-layers, and ``--depth_proxies`` are compiled with the unroll
 with the ``nn.scan`` form (identical for 1 and 2 sub-layers: scan needs at least two repeated
 sub-layers after the first). Budgets are not checked for these (8 sub-layers may exceed them).
 
-Compile times are cold: no persistent compilation cache is used. Images are Gaussian.
+Compile times are cold: no persistent compilation cache is used. Images are Gaussian. Each
+measurement is printed as it is made and the JSON is rewritten after every architecture, so a run
+cut short keeps what it measured; ``--seconds_per_space`` stops a space early on a slow machine.
 
     python benchmarks/macro_proxies.py --out=benchmarks/results/macro_proxies.json
     python benchmarks/macro_proxies.py --num_archs=2 --resolution=32 --batch_size=4   # smoke test
@@ -50,6 +52,9 @@ flags.DEFINE_list("depths", ["1", "2", "4", "8"], "Sub-layer counts for the dept
 flags.DEFINE_list("depth_proxies", ["grad_norm"], "Proxies for the depth measurement ('' skips it).")
 flags.DEFINE_integer("depth_block", 1, "Index of the block whose depth varies (a residual block).",
                      lower_bound=0)
+flags.DEFINE_float("seconds_per_space", None, "Stop starting new architectures of a space after this "
+                   "many seconds (default: measure all --num_archs); the JSON says how many were done.",
+                   lower_bound=0)
 flags.DEFINE_string("out", os.path.join(_HERE, "results", "macro_proxies.json"), "Output JSON.")
 FLAGS = flags.FLAGS
 
@@ -94,8 +99,11 @@ def measure_one(scorer, twin, arch, proxy: str, repeats: int) -> dict:
           "finite": bool(np.isfinite(value)), "repeatable": _same(value, again)}
 
 
-def measure_space(name: str, proxies: list[str]) -> dict:
-  """Every proxy on ``--num_archs`` random valid architectures of space ``name``."""
+def measure_space(name: str, proxies: list[str], save=lambda entry: None) -> dict:
+  """Every proxy on ``--num_archs`` random valid architectures of space ``name``.
+
+  ``save`` gets the entry so far after each architecture (a long run cut short keeps its data).
+  """
   proxies = [p for p in proxies if macro_scoring.CONVENTION_ONLY_PROXIES.get(p) in
              (None, macro_spaces.get_space(name).convention)]
   kw = dict(batch_size=FLAGS.batch_size, seed=FLAGS.seed, resolution=FLAGS.resolution, cache_size=1)
@@ -103,10 +111,26 @@ def measure_space(name: str, proxies: list[str]) -> dict:
   twin = macro_scoring.MacroScorer(proxies, name, **kw)
   archs = macro_scoring.random_archs(scorer.space, FLAGS.num_archs, FLAGS.seed)
   per_proxy = {p: [] for p in proxies}
+  start = time.perf_counter()
+  done = 0
   for i, arch in enumerate(archs):
+    if FLAGS.seconds_per_space is not None and time.perf_counter() - start > FLAGS.seconds_per_space:
+      print(f"  {name}: --seconds_per_space={FLAGS.seconds_per_space:g} spent; stopping after "
+            f"{done} of {len(archs)} architectures", flush=True)
+      break
     for proxy in proxies:
-      per_proxy[proxy].append(measure_one(scorer, twin, arch, proxy, FLAGS.repeats))
-    print(f"  {name}: architecture {i + 1}/{len(archs)} done", flush=True)
+      m = measure_one(scorer, twin, arch, proxy, FLAGS.repeats)
+      per_proxy[proxy].append(m)
+      shown = m["error"] if "error" in m else (
+          f"compile {m['compile_seconds']:.1f} s, run {min(m['run_seconds']) * 1e3:.1f} ms, "
+          f"score {m['score']:.6g}{'' if m['finite'] and m['repeatable'] else ' NOT FINITE/REPEATABLE'}")
+      print(f"  {name} {i + 1}/{len(archs)} {proxy}: {shown}", flush=True)
+    done = i + 1
+    save(_space_entry(scorer, archs[:done], per_proxy))
+  return _space_entry(scorer, archs[:done], per_proxy)
+
+
+def _space_entry(scorer, archs, per_proxy) -> dict:
   summary = {}
   for proxy, rows in per_proxy.items():
     ok = [r for r in rows if "error" not in r]
@@ -170,6 +194,9 @@ def _fmt(x, scale=1.0, digits=2):
 def print_tables(report: dict) -> None:
   for name, entry in report["spaces"].items():
     n = len(entry["archs"])
+    if not n:
+      print(f"\n{name}: no architecture finished")
+      continue
     print(f"\n{name} @ {entry['resolution']}px, batch {report['settings']['batch_size']}, {n} archs "
           f"(layers {min(entry['layers'])}-{max(entry['layers'])})")
     print(f"{'proxy':<14}{'compile s (med/max)':>22}{'run ms (med)':>14}{'finite':>9}{'repeat':>9}  errors")
@@ -192,6 +219,11 @@ def print_tables(report: dict) -> None:
   print(f"\nall finite and repeatable: {report['all_finite_and_repeatable']}")
 
 
+def _save_partial(report: dict, name: str, entry: dict) -> None:
+  report["spaces"][name] = entry
+  results.write_json(FLAGS.out, {**report, "complete": False})
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
@@ -211,13 +243,15 @@ def main(argv):
   start = time.perf_counter()
   for name in FLAGS.spaces:
     print(f"{name}: scoring", flush=True)
-    report["spaces"][name] = measure_space(name, proxies)
+    report["spaces"][name] = measure_space(
+        name, proxies, save=lambda entry, name=name: _save_partial(report, name, entry))
     depth_proxies = [p for p in FLAGS.depth_proxies if p]
     if depth_proxies:
       report["depth"][name] = measure_depth(name, depth_proxies, depths)
   report["total_seconds"] = time.perf_counter() - start
-  report["all_finite_and_repeatable"] = all(
-      s["finite"] == s["repeatable"] == s["measured"] == FLAGS.num_archs
+  report["complete"] = True
+  report["all_finite_and_repeatable"] = all(entry["archs"] for entry in report["spaces"].values()) and all(
+      s["finite"] == s["repeatable"] == s["measured"] == len(entry["archs"])
       for entry in report["spaces"].values() for s in entry["summary"].values())
   results.write_json(FLAGS.out, report)
   print_tables(report)
