@@ -10,8 +10,9 @@ each variant:
 
 It prints, per variant, the found cell's NAS-Bench-201 test accuracy (mean ± std over seeds)
 beside the paper's Table 2 rows for the proxy, and, from each run's trials, when the final best
-cell was first found and the best-in-population accuracy after 100, 300 and T attempts (the
-best member is never dropped, so it is the best of everything added so far). Runs are kept in
+cell was first found, and the best-in-population accuracy after 50 to 1000 attempts and after
+100, 250 and 500 proxy evaluations beyond the initial population (a cell scored for the first
+time; the best member is never dropped, so it is the best of everything added so far). Runs are kept in
 ``--out/runs`` and reused: a rerun reports without searching again.
 
     nice python benchmarks/search_quality.py --proxy=synflow            # ~25 min on 2 cores
@@ -46,7 +47,8 @@ flags.DEFINE_string("out", os.path.join(_HERE, "results", "search_quality"), "Ou
 FLAGS = flags.FLAGS
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
-CHECKPOINTS = (50, 100, 300)
+CHECKPOINTS = (50, 100, 300, 500, 1000)  # attempts
+EVAL_CHECKPOINTS = (100, 250, 500)  # new cells scored, beyond the initial population
 
 
 def config_for(variant: str, seed: int):
@@ -76,16 +78,21 @@ def best_over_time(workdir: str, table: nb201.BenchmarkTable, final_best: str) -
   state, _ = search.load_state(workdir)
   best_g, best_s = max(((m.genotype, m.score) for m in state.initial), key=lambda x: x[1])
   first_found = 0 if best_g == final_best else None
-  at = {}
+  seen = {m.genotype for m in state.initial}
+  at, at_eval = {}, {}
+  accuracy = lambda g: {d: float(table.lookup([nb201.parse_genotype(g)], d)[0]) for d in DATASETS}
   for t in state.trials:
     if t.added and t.score > best_s:
       best_g, best_s = t.child, t.score
     if first_found is None and t.child == final_best:
       first_found = t.iteration + 1
     if t.iteration + 1 in CHECKPOINTS:
-      arch = nb201.parse_genotype(best_g)
-      at[t.iteration + 1] = {d: float(table.lookup([arch], d)[0]) for d in DATASETS}
-  return {"first_found_at": first_found, "accuracy_at": at}
+      at[t.iteration + 1] = accuracy(best_g)
+    if t.child is not None and t.score is not None and t.child not in seen:
+      seen.add(t.child)  # a cell scored for the first time: one more proxy evaluation
+      if len(seen) - len(state.initial) in EVAL_CHECKPOINTS:
+        at_eval[len(seen) - len(state.initial)] = accuracy(best_g)
+  return {"first_found_at": first_found, "accuracy_at": at, "accuracy_at_evaluations": at_eval}
 
 
 def main(argv):
@@ -110,8 +117,9 @@ def main(argv):
            f"seeds {','.join(FLAGS.seeds)}, network C={FLAGS.channels} N={FLAGS.cells_per_stage}, "
            f"proxy data {FLAGS.data}. Test accuracy %, mean ± std over seeds.", "",
            "| method | C10 test | C100 test | IN16 test | best found at (attempt) | evaluations | "
-           + " | ".join(f"C10/C100/IN16 after {t}" for t in CHECKPOINTS) + " |",
-           "|---|---|---|---|---|---|" + "---|" * len(CHECKPOINTS)]
+           + " | ".join(f"C10/C100/IN16 after {t}" for t in CHECKPOINTS)
+           + "".join(f" | after {e} new evaluations" for e in EVAL_CHECKPOINTS) + " |",
+           "|---|---|---|---|---|---|" + "---|" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS))]
   report = {"settings": {k: FLAGS[k].value for k in ("proxy", "seeds", "iterations", "population",
                                                        "channels", "cells_per_stage", "data")},
             "variants": {}}
@@ -124,9 +132,11 @@ def main(argv):
     found = [r["first_found_at"] for r in rs]
     evals = [r["evaluations"] for r in rs]
     later = []
-    for t in CHECKPOINTS:
-      a = np.array([[r["accuracy_at"][t][d] for d in DATASETS] for r in rs if t in r["accuracy_at"]])
-      later.append("/".join(f"{x:.2f}" for x in a.mean(0)) if len(a) else "–")
+    for field, points in (("accuracy_at", CHECKPOINTS), ("accuracy_at_evaluations", EVAL_CHECKPOINTS)):
+      for t in points:  # mean over the seeds that got that far
+        a = np.array([[r[field][t][d] for d in DATASETS] for r in rs if t in r[field]])
+        later.append("/".join(f"{x:.2f}" for x in a.mean(0)) + ("" if len(a) == len(rs) else f" ({len(a)} seeds)")
+                     if len(a) else "–")
     lines.append(f"| {names[variant]} | " + " | ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(mean, std))
                  + f" | {', '.join(map(str, found))} | {', '.join(map(str, evals))} | "
                  + " | ".join(later) + " |")
@@ -137,7 +147,7 @@ def main(argv):
     if paper:
       lines.append(f"| paper: {label} (GPT-4o) | "
                    + " | ".join(f"{paper[d][0]:.2f}±{paper[d][1]:.2f}" for d in DATASETS)
-                   + " | – | – |" + " – |" * len(CHECKPOINTS))
+                   + " | – | – |" + " – |" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS)))
   text = "\n".join(lines)
   print("\n" + text)
   os.makedirs(FLAGS.out, exist_ok=True)
