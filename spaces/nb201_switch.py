@@ -13,7 +13,9 @@ What makes it fast on XLA:CPU (measurements in ``notes/xla-cpu-scoring.md``):
 * Each switched edge is a ``jax.custom_vjp`` that saves only its input, the pre-BN conv output and
   the op index, and runs a second ``lax.switch`` in its backward pass. Differentiating through the
   switch instead would save (and zero-fill) the union of every branch's residuals. The edge also
-  adds the node's running sum inside its branch, which saves a pass over the activation.
+  adds the node's running sum inside its branch, which saves a pass over the activation. For
+  second derivatives, which do differentiate the edge's own switches, every branch is
+  rematerialised (``jax.checkpoint``) for the same reason.
 * Every convolution (``conv2d``) has a custom VJP made of forward, standard-layout convolutions and
   matmuls: XLA:CPU runs JAX's own conv transposes as naive loops inside a conditional, and its
   weight gradient slowly everywhere. float64 convolutions (SynFlow) never reach the fast library,
@@ -191,6 +193,19 @@ def _batch_norm(y, params, stats, eps):
 # --- one switched edge -------------------------------------------------------------------------
 
 
+def _remat(branches):
+  """Each branch under ``jax.checkpoint``, for derivatives of the edge's own rules.
+
+  First-order derivatives never differentiate these switches (the custom VJP supplies them), so
+  this changes nothing there. GraSP differentiates them once more (reverse over reverse), and
+  reverse mode through a ``lax.switch`` saves the union of every branch's residuals, zero-filled.
+  Rematerialised branches save only their inputs, which all branches share, and recompute the
+  taken branch: on the full-size network GraSP's temporaries fell from 4.7 GB to 1.2 GB and it
+  ran 2.2x faster, with bit-identical scores.
+  """
+  return [jax.checkpoint(b) for b in branches]
+
+
 def _edge(bn: bool, eps: float):
   """The custom-VJP edge ``(op, x, total, w) -> (total + op(x), y, mean, var)`` for one BN setting.
 
@@ -230,7 +245,7 @@ def _edge(bn: bool, eps: float):
     branches[_POOL] = lambda x, w: finish(layers.avg_pool_exclude_pad(x))
     for index, tag in tags.items():
       branches[index] = conv_op(tag)
-    return lax.switch(op, branches, x, w)
+    return lax.switch(op, _remat(branches), x, w)
 
   @jax.custom_vjp
   def edge(op, x, total, w):
@@ -296,7 +311,7 @@ def _edge(bn: bool, eps: float):
     branches[_POOL] = cheap(_avg_pool_transpose)
     for (_, index, k), tag in zip(_CONV_OPS, _TAGS):
       branches[index] = conv_back(tag, k)
-    dx, dw = lax.switch(op, branches, g_out, extra, x, saved, w)
+    dx, dw = lax.switch(op, _remat(branches), g_out, extra, x, saved, w)
     return None, dx, d_total, {k: dw.get(k) for k in w}
 
   edge.defvjp(fwd, bwd, symbolic_zeros=True)
