@@ -31,7 +31,7 @@ setup(
         "matplotlib",  # rznas_jax.report: figures (Agg canvas, no display needed)
     ],
     extras_require={
-        "test": ["pytest", "scipy", "openai"],  # CI exercises the OpenAI-compatible backend too.
+        "test": ["pytest", "pytest-xdist", "scipy", "openai"],  # CI exercises the OpenAI-compatible backend too.
         "openai": ["openai"],
     },
 )
