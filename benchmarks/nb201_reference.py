@@ -129,13 +129,13 @@ def main(_):
             "seconds_this_run": seconds, "compile_seconds": scorer.compile_seconds, "proxies": {}}
   print(f"{len(archs)} cells scored, {len(naslib)} of them NASLib's")
   lines = ["| proxy | rho C10 | pub. C10 | rho C100 | pub. C100 | rho IN16 | pub. IN16 | tau C10 | "
-           "rho vs NASLib |", "|---" * 9 + "|"]
+           "rho vs NASLib | NaN scores | rho C10, NaN lowest |", "|---" * 11 + "|"]
   for p in FLAGS.proxies:
     entry = {}
-    for d in DATASETS:
-      ok = np.isfinite(ours[p])
-      entry[d] = {"spearman": correlation.spearman_rho(ours[p][ok], acc[d][ok]),
-                  "kendall": correlation.kendall_tau(ours[p][ok], acc[d][ok]),
+    for d in DATASETS:  # -inf ranks lowest; NaN is dropped, or ranked lowest as NASLib does
+      entry[d] = {"spearman": correlation.spearman_rho(ours[p], acc[d], nan_policy="omit"),
+                  "kendall": correlation.kendall_tau(ours[p], acc[d], nan_policy="omit"),
+                  "spearman_nan_lowest": correlation.spearman_rho(ours[p], acc[d], nan_policy="lowest"),
                   "published_abs_spearman": published[d].get(PUBLISHED_NAME.get(p, p))}
     theirs_key = NASLIB_NAME.get(p, p)
     if all(theirs_key in e for e in naslib.values()):
@@ -144,11 +144,13 @@ def main(_):
       ok = np.isfinite(mine) & np.isfinite(theirs)
       entry["spearman_vs_naslib"] = correlation.spearman_rho(mine[ok], theirs[ok])
     entry["non_finite"] = int((~np.isfinite(ours[p])).sum())
+    entry["nan"] = int(np.isnan(ours[p]).sum())
     report["proxies"][p] = entry
     fmt = lambda v: "–" if v is None else f"{v:.3f}"
     lines.append(f"| {p} | " + " | ".join(
         f"{fmt(entry[d]['spearman'])} | {fmt(entry[d]['published_abs_spearman'])}" for d in DATASETS)
-        + f" | {fmt(entry['cifar10']['kendall'])} | {fmt(entry.get('spearman_vs_naslib'))} |")
+        + f" | {fmt(entry['cifar10']['kendall'])} | {fmt(entry.get('spearman_vs_naslib'))} | "
+        f"{entry['nan']} | {fmt(entry['cifar10']['spearman_nan_lowest'])} |")
   table_md = "\n".join(lines)
   print(table_md)
   with open(os.path.join(FLAGS.out, "report.json"), "w") as f:

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-NAN_POLICIES = ("propagate", "omit")
+NAN_POLICIES = ("propagate", "omit", "lowest")
 
 
 def _pairs(x: Sequence[float], y: Sequence[float], nan_policy: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -24,6 +24,8 @@ def _pairs(x: Sequence[float], y: Sequence[float], nan_policy: str) -> tuple[np.
   y = np.asarray(y, np.float64).reshape(-1)
   if x.shape != y.shape:
     raise ValueError(f"x and y must have the same length, got {x.size} and {y.size}.")
+  if nan_policy == "lowest":  # an undefined score ranks below every defined one
+    x = np.where(np.isnan(x), -np.inf, x)
   nan = np.isnan(x) | np.isnan(y)
   if nan.any():
     if nan_policy == "propagate":
@@ -105,7 +107,10 @@ def kendall_tau(x: Sequence[float], y: Sequence[float], *, nan_policy: str = "pr
 
   Args:
     x, y: equal-length sequences.
-    nan_policy: ``"propagate"`` (a NaN anywhere gives NaN) or ``"omit"`` (drop pairs with a NaN).
+    nan_policy: ``"propagate"`` (a NaN anywhere gives NaN), ``"omit"`` (drop pairs with a NaN) or
+      ``"lowest"`` (a NaN in ``x`` ranks below every other value, tied with ``-inf``; pairs with a
+      NaN in ``y`` are dropped). "lowest" is NASLib's convention for a proxy whose score is
+      undefined, e.g. jacov on a cell whose output ignores its input (it stores -1e8).
 
   Returns:
     tau-b in [-1, 1], or NaN.
@@ -139,7 +144,7 @@ def spearman_rho(x: Sequence[float], y: Sequence[float], *, nan_policy: str = "p
 
   Args:
     x, y: equal-length sequences.
-    nan_policy: ``"propagate"`` or ``"omit"``, as in `kendall_tau`.
+    nan_policy: ``"propagate"``, ``"omit"`` or ``"lowest"``, as in `kendall_tau`.
 
   Returns:
     rho in [-1, 1], or NaN for fewer than two pairs or a constant side.

@@ -115,6 +115,16 @@ def test_nan_policies_match_scipy():
       stats.kendalltau(x, y, nan_policy="omit").statistic, abs=1e-12)
   assert correlation.spearman_rho(x, y, nan_policy="omit") == pytest.approx(
       stats.spearmanr(x, y, nan_policy="omit").statistic, abs=1e-12)
+  # "lowest": NaN scores rank with -inf, below every score (NASLib's -1e8); NaN accuracies dropped
+  # (scipy's own "omit" path masks infinities too, so the pairs are dropped by hand here)
+  keep = ~np.isnan(y)
+  low = np.where(np.isnan(x), -np.inf, x)[keep]
+  assert correlation.spearman_rho(x, y, nan_policy="lowest") == pytest.approx(
+      stats.spearmanr(low, y[keep]).statistic, abs=1e-12)
+  assert correlation.kendall_tau(x, y, nan_policy="lowest") == pytest.approx(
+      stats.kendalltau(low, y[keep]).statistic, abs=1e-12)
+  assert correlation.spearman_rho(x, y, nan_policy="lowest") != pytest.approx(
+      correlation.spearman_rho(x, y, nan_policy="omit"), abs=1e-6)
   with pytest.raises(ValueError, match="nan_policy"):
     correlation.kendall_tau(x, y, nan_policy="raise")
 
