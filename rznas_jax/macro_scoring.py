@@ -202,8 +202,10 @@ class MacroScorer:
     resolution: overrides the space's input size; the space is re-made with it, so budgets and
       the stride limit are checked at this size too.
     num_classes: overrides the space's classifier width (counted in params and FLOPs).
-    scan: run identical sub-layers as one ``nn.scan`` (``macro_net``; shorter compiles for deep
-      blocks, slower backward passes on a CPU).
+    scan: run identical sub-layers as one ``nn.scan`` (``macro_net``). Off by default: on a
+      2-core CPU (zen_cifar, 32 px, batch 64, ``benchmarks/macro_proxies.py``) it compiled no
+      faster than the unrolled network for 1 to 32 sub-layers (11.5 s against 11.4 s at 32) and
+      ran grad_norm about 10x slower (its backward convolutions run inside a loop body).
     normalization: normalisation of real images (a key of `NORMALIZATIONS`); None picks
       `default_normalization`.
     cache_size: compiled (structure, proxy) functions kept.
