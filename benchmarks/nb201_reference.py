@@ -120,7 +120,7 @@ def main(_):
   published = load_published(FLAGS.published)
   # every cell with every proxy, unless a run was cut short
   archs = [a for a in archs if set(FLAGS.proxies) <= set(done.get(a.genotype, ()))]
-  naslib = {a: e for a, e in naslib.items() if a.genotype in done}
+  naslib = {a: e for a, e in naslib.items() if set(FLAGS.proxies) <= set(done.get(a.genotype, ()))}
   ours = {p: np.array([done[a.genotype][p] for a in archs]) for p in FLAGS.proxies}
   acc = {d: table.lookup(archs, d) for d in DATASETS}
   report = {"settings": {"batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "strategy": scorer.strategy,
