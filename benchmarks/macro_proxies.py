@@ -112,11 +112,11 @@ def measure_space(name: str, proxies: list[str], save=lambda entry: None) -> dic
   archs = macro_scoring.random_archs(scorer.space, FLAGS.num_archs, FLAGS.seed)
   per_proxy = {p: [] for p in proxies}
   start = time.perf_counter()
-  done = 0
+  entry = _space_entry(scorer, [], per_proxy)
   for i, arch in enumerate(archs):
     if FLAGS.seconds_per_space is not None and time.perf_counter() - start > FLAGS.seconds_per_space:
       print(f"  {name}: --seconds_per_space={FLAGS.seconds_per_space:g} spent; stopping after "
-            f"{done} of {len(archs)} architectures", flush=True)
+            f"{i} of {len(archs)} architectures", flush=True)
       break
     for proxy in proxies:
       m = measure_one(scorer, twin, arch, proxy, FLAGS.repeats)
@@ -125,9 +125,9 @@ def measure_space(name: str, proxies: list[str], save=lambda entry: None) -> dic
           f"compile {m['compile_seconds']:.1f} s, run {min(m['run_seconds']) * 1e3:.1f} ms, "
           f"score {m['score']:.6g}{'' if m['finite'] and m['repeatable'] else ' NOT FINITE/REPEATABLE'}")
       print(f"  {name} {i + 1}/{len(archs)} {proxy}: {shown}", flush=True)
-    done = i + 1
-    save(_space_entry(scorer, archs[:done], per_proxy))
-  return _space_entry(scorer, archs[:done], per_proxy)
+    entry = _space_entry(scorer, archs[:i + 1], per_proxy)
+    save(entry)
+  return entry
 
 
 def _space_entry(scorer, archs, per_proxy) -> dict:

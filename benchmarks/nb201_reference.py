@@ -96,8 +96,8 @@ def main(_):
   archs = list(naslib) + extra
   csv_path = os.path.join(FLAGS.out, f"scores-{'-'.join(FLAGS.proxies)}.csv")
   done = read_done(FLAGS.out)
-  todo = [] if FLAGS.report_only else [
-      a for a in archs if not set(FLAGS.proxies) <= set(done.get(a.genotype, ()))]
+  scored = lambda a: set(FLAGS.proxies) <= set(done.get(a.genotype, ()))  # by every proxy asked for
+  todo = [] if FLAGS.report_only else [a for a in archs if not scored(a)]
   images = data_lib.load_images(FLAGS.data)
   scorer = scoring.NB201Scorer(FLAGS.proxies, images=images, batch_size=FLAGS.batch_size,
                                seed=FLAGS.seed, strategy=FLAGS.strategy)
@@ -119,8 +119,8 @@ def main(_):
 
   published = load_published(FLAGS.published)
   # every cell with every proxy, unless a run was cut short
-  archs = [a for a in archs if set(FLAGS.proxies) <= set(done.get(a.genotype, ()))]
-  naslib = {a: e for a, e in naslib.items() if set(FLAGS.proxies) <= set(done.get(a.genotype, ()))}
+  archs = [a for a in archs if scored(a)]
+  naslib = {a: e for a, e in naslib.items() if scored(a)}
   ours = {p: np.array([done[a.genotype][p] for a in archs]) for p in FLAGS.proxies}
   acc = {d: table.lookup(archs, d) for d in DATASETS}
   report = {"settings": {"batch_size": FLAGS.batch_size, "seed": FLAGS.seed, "strategy": scorer.strategy,
