@@ -22,6 +22,10 @@ from rznas_jax import results
 
 flags.DEFINE_string("num_archs", "1000", "Architectures to sample with --seed; 'all' or 0 for all.")
 flags.DEFINE_string("benchmark", None, "Benchmark table, e.g. nats_bench.csv.", required=True)
+flags.DEFINE_enum("nan_policy", "lowest", ["lowest", "omit"],
+                  "A NaN score (a proxy undefined on a cell, e.g. jacov where no path joins input and "
+                  "output): 'lowest' ranks it below every defined score, as NASLib does and as the "
+                  "search does (it never keeps such a child); 'omit' leaves the cell out.")
 flags.DEFINE_bool("plot", True, "Also draw correlation.png: score against accuracy per proxy and "
                   "dataset, Kendall tau and Spearman rho in the titles.")
 
@@ -46,8 +50,8 @@ def main(argv):
   prepare_seconds = time.perf_counter() - start  # data, network init
   scores, timing = common.score_with_progress(scorer, proxies, archs)
   accuracies = {d: table.lookup(archs, d) for d in space.benchmark_datasets()}
-  report = correlation.correlation_report(scores, accuracies)
-  settings = {**common.flag_settings(common.SHARED_FLAGS + ("num_archs", "benchmark")),
+  report = correlation.correlation_report(scores, accuracies, nan_policy=FLAGS.nan_policy)
+  settings = {**common.flag_settings(common.SHARED_FLAGS + ("num_archs", "benchmark", "nan_policy")),
               "num_archs": len(archs), "correlated_with": list(accuracies),
               "nan_scores": {p: int(np.isnan(scores[p]).sum()) for p in proxies},
               **common.environment(scorer)}

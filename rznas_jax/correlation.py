@@ -171,16 +171,19 @@ def _json_number(value: float) -> float | None:
 
 
 def correlation_report(scores: Mapping[str, Sequence[float]],
-                       accuracies: Mapping[str, Sequence[float]]) -> dict[str, dict[str, dict[str, float | None]]]:
+                       accuracies: Mapping[str, Sequence[float]], *,
+                       nan_policy: str = "omit") -> dict[str, dict[str, dict[str, float | None]]]:
   """Spearman and Kendall of every proxy against every dataset's accuracies.
 
-  Pairs where the score or the accuracy is NaN are left out (a proxy that fails on a few cells
-  still gets a number); a correlation that is undefined (a constant score) is ``None``, so the
-  result is plain JSON.
+  A NaN score (a proxy undefined on a cell, e.g. jacov on a cell whose output ignores its input)
+  is left out with ``nan_policy="omit"`` and ranked below every defined score with ``"lowest"``
+  (NASLib stores -1e8 for such a cell); a NaN accuracy is always left out. A correlation that is
+  undefined (a constant score) is ``None``, so the result is plain JSON.
 
   Args:
     scores: {proxy: scores}, all in the same order of architectures.
     accuracies: {dataset: accuracies} in that order.
+    nan_policy: ``"omit"`` or ``"lowest"``.
 
   Returns:
     ``{proxy: {dataset: {"spearman": rho, "kendall": tau}}}``.
@@ -189,12 +192,14 @@ def correlation_report(scores: Mapping[str, Sequence[float]],
     >>> correlation_report({"params": [1, 2, 3]}, {"cifar10": [0.1, 0.3, 0.2]})
     {'params': {'cifar10': {'spearman': 0.5, 'kendall': 0.3333333333333333}}}
   """
+  if nan_policy not in ("omit", "lowest"):
+    raise ValueError(f"unknown nan_policy {nan_policy!r}; valid: omit, lowest.")
   report = {}
   for proxy, s in scores.items():
     report[proxy] = {}
     for dataset, acc in accuracies.items():
       report[proxy][dataset] = {
-          "spearman": _json_number(spearman_rho(s, acc, nan_policy="omit")),
-          "kendall": _json_number(kendall_tau(s, acc, nan_policy="omit")),
+          "spearman": _json_number(spearman_rho(s, acc, nan_policy=nan_policy)),
+          "kendall": _json_number(kendall_tau(s, acc, nan_policy=nan_policy)),
       }
   return report

@@ -153,3 +153,20 @@ def test_correlation_report_structure_and_values():
         stats.kendalltau(scores["a"], acc[dataset], nan_policy="omit").statistic, abs=1e-12)
     # A constant proxy has no rank correlation: None, so the report is plain JSON.
     assert report["b"][dataset] == {"spearman": None, "kendall": None}
+
+
+def test_correlation_report_ranks_nan_scores_lowest_when_asked():
+  rng = np.random.default_rng(5)
+  acc = {"cifar10": rng.normal(size=30)}
+  acc["cifar10"][7] = np.nan  # an accuracy that is missing is always left out
+  score = rng.normal(size=30)
+  score[[0, 11]] = np.nan
+  report = correlation.correlation_report({"a": score}, acc, nan_policy="lowest")["a"]["cifar10"]
+  keep = ~np.isnan(acc["cifar10"])
+  floored = np.where(np.isnan(score), score[~np.isnan(score)].min() - 1.0, score)  # NASLib's -1e8
+  assert report["spearman"] == pytest.approx(
+      stats.spearmanr(floored[keep], acc["cifar10"][keep]).statistic, abs=1e-12)
+  assert report["kendall"] == pytest.approx(
+      stats.kendalltau(floored[keep], acc["cifar10"][keep]).statistic, abs=1e-12)
+  with pytest.raises(ValueError, match="nan_policy"):
+    correlation.correlation_report({"a": score}, acc, nan_policy="drop")

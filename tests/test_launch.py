@@ -136,6 +136,7 @@ def test_correlate_json_matches_own_correlations(correlate_run, table):
   report = json.loads((out / "correlation.json").read_text())
   assert set(report) == {"params", "settings", "timing"}
   assert report["settings"]["num_archs"] == 12 and report["settings"]["seed"] == 3
+  assert report["settings"]["nan_policy"] == "lowest"
   archs = nb201.random_archs(12, seed=3)
   params = [nb201.count_params(a, **TINY_KW) for a in archs]
   assert set(report["params"]) == {"cifar10", "cifar100", "imagenet16-120"}

@@ -80,6 +80,11 @@ def test_correlation_titles_carry_the_published_formulas():
   titles = figures.correlation_titles({"p": x}, {"cifar10": y})
   tau, rho = scipy_stats.kendalltau(x, y)[0], scipy_stats.spearmanr(x, y)[0]
   assert titles == [[f"p / CIFAR-10: Kendall τ={tau:.3f}, Spearman ρ={rho:.3f}"]]
+  x[:8] = np.nan  # as correlation.json ranks them with --nan_policy=lowest: below every score
+  titles = figures.correlation_titles({"p": x}, {"cifar10": y}, nan_policy="lowest")
+  floored = np.where(np.isnan(x), -1e8, x)
+  tau, rho = scipy_stats.kendalltau(floored, y)[0], scipy_stats.spearmanr(floored, y)[0]
+  assert titles == [[f"p / CIFAR-10: Kendall τ={tau:.3f}, Spearman ρ={rho:.3f}"]]
 
 
 def test_drawings(tmp_path):

@@ -51,7 +51,19 @@ def plot_correlation(corr_dir: str, path: str | None = None) -> str:
   scores, accuracies = _read(corr_dir)
   n = len(next(iter(scores.values())))
   return figures.correlation_grid(scores, accuracies, path or os.path.join(corr_dir, FIGURE_FILE),
-                                  title=f"Proxy score against NB201 test accuracy ({n} architectures)")
+                                  title=f"Proxy score against NB201 test accuracy ({n} architectures)",
+                                  nan_policy=_nan_policy(corr_dir))
+
+
+def _nan_policy(corr_dir: str) -> str:
+  """How the folder's ``correlation.json`` ranked NaN scores ("omit" for one that does not say)."""
+  path = os.path.join(corr_dir, run_folder.CORRELATION_FILE)
+  try:
+    with open(path) as f:
+      policy = json.load(f).get("settings", {}).get("nan_policy", "omit")
+  except (OSError, ValueError):
+    return "omit"
+  return policy if policy in ("omit", "lowest") else "omit"
 
 
 def write_correlation_report(corr_dir: str, out_dir: str | None = None, *, embed: bool = False) -> str:

@@ -150,26 +150,27 @@ def scatter_panels(scores: np.ndarray, accuracies: Mapping[str, np.ndarray], pro
   return save(fig, path)
 
 
-def correlation_titles(scores: Mapping[str, np.ndarray],
-                       accuracies: Mapping[str, np.ndarray]) -> list[list[str]]:
+def correlation_titles(scores: Mapping[str, np.ndarray], accuracies: Mapping[str, np.ndarray],
+                       nan_policy: str = "omit") -> list[list[str]]:
   """The panel titles of `correlation_grid`: ``proxy / dataset: Kendall τ=…, Spearman ρ=…``
-  (tau-b and rho as scipy computes them; NaN scores left out), one row per proxy."""
+  (tau-b and rho as scipy computes them; NaN scores left out or ranked lowest, as in
+  `correlation.correlation_report`), one row per proxy."""
   out = []
   for p, s in scores.items():
     row = []
     for d, acc in accuracies.items():
-      tau = correlation.kendall_tau(s, acc, nan_policy="omit")
-      rho = correlation.spearman_rho(s, acc, nan_policy="omit")
+      tau = correlation.kendall_tau(s, acc, nan_policy=nan_policy)
+      rho = correlation.spearman_rho(s, acc, nan_policy=nan_policy)
       row.append(f"{p} / {DATASET_LABELS.get(d, d)}: Kendall τ={tau:.3f}, Spearman ρ={rho:.3f}")
     out.append(row)
   return out
 
 
 def correlation_grid(scores: Mapping[str, np.ndarray], accuracies: Mapping[str, np.ndarray],
-                     path: str, *, title: str) -> str:
+                     path: str, *, title: str, nan_policy: str = "omit") -> str:
   """One row per proxy, one column per dataset: score against accuracy, τ and ρ in each title."""
   proxies, datasets = list(scores), list(accuracies)
-  titles = correlation_titles(scores, accuracies)
+  titles = correlation_titles(scores, accuracies, nan_policy)
   fig = Figure(figsize=(4.2 * len(datasets), 3.3 * len(proxies)), layout="constrained")
   for i, p in enumerate(proxies):
     s = np.asarray(scores[p], np.float64)
