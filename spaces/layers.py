@@ -8,6 +8,7 @@ variance with the unbiased one (momentum 0.1), and weights start from kaiming-un
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -80,3 +81,46 @@ def avg_pool_exclude_pad(x: jax.Array, window: int = 3) -> jax.Array:
   ones = jnp.pad(jnp.ones((h, w), x.dtype), ((p, p), (p, p)))
   count = sum(ones[i:i + h, j:j + w] for i in range(window) for j in range(window))
   return total / count[None, :, :, None]
+
+
+def depthwise_conv_shifted(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+  """A depthwise conv (NHWC, kernel ``(K, K, 1, C)``, PyTorch padding) as K*K shifted products.
+
+  ``sum_{i,j} pad(x)[:, i::stride, j::stride, :] * kernel[i, j, 0]``: the same sum as
+  ``lax.conv_general_dilated(..., feature_group_count=C)``, in another order of additions. XLA:CPU
+  runs grouped convolutions and their gradients as naive loops; this form is elementwise work it
+  fuses, 6-8x faster for a depthwise conv's gradient on a 2-core CPU (64x56x56x96, K=3..7).
+  """
+  k = kernel.shape[0]
+  p = (k - 1) // 2
+  n, h, w, c = x.shape
+  xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+  ho, wo = (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
+  out = None
+  for i in range(k):
+    for j in range(k):
+      window = jax.lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c),
+                             (1, stride, stride, 1))
+      term = window * kernel[i, j, 0]
+      out = term if out is None else out + term
+  return out
+
+
+class DepthwiseConv(nn.Module):
+  """``nn.Conv(C, (K, K), stride, feature_group_count=C)`` with the same parameters (``kernel``
+  ``(K, K, 1, C)``, optional ``bias``) and init, computed by `depthwise_conv_shifted`."""
+
+  kernel_size: int
+  stride: int = 1
+  use_bias: bool = False
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    kernel = self.param("kernel", torch_kernel_init, (self.kernel_size, self.kernel_size, 1, c))
+    dtype = jnp.result_type(x, kernel)
+    y = depthwise_conv_shifted(x.astype(dtype), kernel.astype(dtype), self.stride)
+    if self.use_bias:
+      y = y + self.param("bias", self.bias_init, (c,)).astype(dtype)
+    return y

@@ -18,7 +18,7 @@ import pytest
 
 from rznas_jax.proxies.maedet import maedet_score
 from rznas_jax import proxies
-from rznas_jax.spaces import macro, macro_mutation, macro_net, macro_spaces
+from rznas_jax.spaces import layers, macro, macro_mutation, macro_net, macro_spaces
 from rznas_jax.spaces.macro import Arch, Block, StructureError
 
 from conftest import REPO
@@ -513,6 +513,50 @@ def test_network_matches_numpy_forward_with_shortcuts():
   pre = _np_conv(x, p["block00"]["layer00"]["unit0"]["conv0"]["conv"]["kernel"], 2, 1)
   np.testing.assert_allclose(out.batch_stats["block00"]["layer00"]["unit0"]["bn0"]["var"],
                              0.9 + 0.1 * pre.var((0, 1, 2), ddof=1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("k,stride,size", [(3, 1, 7), (5, 2, 9), (7, 2, 8), (3, 2, 5)])
+def test_shifted_depthwise_conv_equals_grouped_conv_and_its_gradients(k, stride, size):
+  rng = np.random.default_rng(k * stride)
+  x = jnp.asarray(rng.normal(size=(2, size, size, 6)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(k, k, 1, 6)), jnp.float32)
+  pad = (k - 1) // 2
+
+  def grouped(x, w):
+    return jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+
+  shifted = lambda x, w: layers.depthwise_conv_shifted(x, w, stride)
+  np.testing.assert_allclose(shifted(x, w), _np_conv(np.asarray(x, np.float64), np.asarray(w, np.float64),
+                                                     stride, pad, depthwise=True), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  for a, b in zip(jit(jax.grad(loss(shifted), (0, 1)))(x, w), jit(jax.grad(loss(grouped), (0, 1)))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_forms_give_the_same_network(monkeypatch):
+  """An IDW network (a stride-2 and a stride-1 K5 depthwise conv): the same variables, the same
+  logits and gradients whether its depthwise convs run grouped or shifted."""
+  arch = Arch.parse("SuperConvK3BNRELU(3,8,2,1)SuperResIDWE2K5(8,16,2,8,1)")
+  net = macro_net.MacroNetwork(arch, 10)
+  images = jnp.asarray(np.random.default_rng(2).normal(size=(4, 13, 13, 3)), jnp.float32)
+  runs = []
+  for form in ("grouped", "shifted"):
+    monkeypatch.setattr(macro_net, "depthwise_form", form)
+    variables = macro_net.init_variables(net, jax.random.key(0), (13, 13, 3))
+    apply_fn = macro_net.make_apply_fn(net)
+    loss = lambda params: jnp.sum(apply_fn({**variables, "params": params}, images).logits ** 2)
+    runs.append((variables, jit(jax.value_and_grad(loss))(variables["params"])))
+  (v0, (l0, g0)), (v1, (l1, g1)) = runs
+  assert jax.tree.structure(v0) == jax.tree.structure(v1)
+  for a, b in zip(jax.tree.leaves(v0), jax.tree.leaves(v1)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(l0, l1, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * (1 + float(np.max(np.abs(b)))))
+  monkeypatch.setattr(macro_net, "depthwise_form", "fast")
+  with pytest.raises(ValueError, match="'fast'; valid: auto, grouped, shifted"):
+    jax.eval_shape(lambda: net.init(jax.random.key(0), images))
 
 
 def test_scan_mode_equals_unrolled_mode_with_per_layer_leaves():
