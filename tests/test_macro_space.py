@@ -532,6 +532,11 @@ def test_shifted_depthwise_conv_equals_grouped_conv_and_its_gradients(k, stride,
   loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
   for a, b in zip(jit(jax.grad(loss(shifted), (0, 1)))(x, w), jit(jax.grad(loss(grouped), (0, 1)))(x, w)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  # Second order, as GraSP takes it: the gradient of <dL/dw, v> (the custom VJPs' own VJPs).
+  v = jnp.asarray(rng.normal(size=w.shape), jnp.float32)
+  hvp = lambda f: jit(jax.grad(lambda x, w: jnp.vdot(jax.grad(loss(f), 1)(x, w), v), (0, 1)))(x, w)
+  for a, b in zip(hvp(shifted), hvp(grouped)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_depthwise_forms_give_the_same_network(monkeypatch):
