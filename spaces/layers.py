@@ -137,7 +137,8 @@ def _kernel_grad(xp: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
   span = ((ho - 1) * stride + 1, (wo - 1) * stride + 1)
 
   def one(offset):  # one (i, j) per loop step: XLA:CPU would keep all K*K windows otherwise
-    window = jax.lax.dynamic_slice(xp, (0, offset[0], offset[1], 0), (n, *span, c))
+    zero = jnp.zeros((), offset.dtype)  # one index type, also under jax.enable_x64
+    window = jax.lax.dynamic_slice(xp, (zero, offset[0], offset[1], zero), (n, *span, c))
     return jnp.sum(window[:, ::stride, ::stride, :] * g, axis=(0, 1, 2))
 
   offsets = jnp.array([(i, j) for i in range(k) for j in range(k)], jnp.int32)

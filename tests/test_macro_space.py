@@ -537,6 +537,11 @@ def test_shifted_depthwise_conv_equals_grouped_conv_and_its_gradients(k, stride,
   hvp = lambda f: jit(jax.grad(lambda x, w: jnp.vdot(jax.grad(loss(f), 1)(x, w), v), (0, 1)))(x, w)
   for a, b in zip(hvp(shifted), hvp(grouped)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  with jax.enable_x64(True):  # float64, as SynFlow runs: gradients to float64 rounding
+    x64, w64 = (jnp.asarray(np.asarray(a), jnp.float64) for a in (x, w))
+    for a, b in zip(jit(jax.grad(loss(shifted), (0, 1)))(x64, w64), jit(jax.grad(loss(grouped), (0, 1)))(x64, w64)):
+      assert a.dtype == jnp.float64
+      np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_depthwise_forms_give_the_same_network(monkeypatch):
