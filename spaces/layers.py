@@ -107,7 +107,7 @@ def _dilate_for_transpose(g: jax.Array, k: int, stride: int, xp_hw: tuple[int, i
 def _corr(xp: jax.Array, kernel: jax.Array, stride: int, out_hw: tuple[int, int]) -> jax.Array:
   """``sum_{i,j} xp[:, i::stride, j::stride, :] * kernel[i, j]`` (kernel ``(K, K, C)``), no padding."""
   k = kernel.shape[0]
-  xp = jax.lax.optimization_barrier(xp)  # windows are then slices XLA fuses into the sum
+  xp = jax.lax.optimization_barrier(xp)  # made once, not recomputed (BN, ReLU, pad) per window
   out = None
   for i in range(k):
     for j in range(k):

@@ -56,18 +56,21 @@ from rznas_jax.spaces.macro import Arch, Block
 SHORTCUTS = ("none", "identity", "proj", "pool", "pool_proj")
 # How a depthwise conv is computed: "grouped" (``nn.Conv`` with ``feature_group_count``),
 # "shifted" (``layers.DepthwiseConv``: the same parameters and sum, as K*K shifted products, which
-# XLA:CPU fuses; it runs grouped convolutions as naive loops, 6-8x slower), or "auto": shifted on
-# the CPU, grouped elsewhere. Read when a network is traced.
+# XLA:CPU fuses, where it runs grouped convolutions as naive loops), or "auto": shifted on the CPU,
+# grouped elsewhere. Read when a network is traced.
 DEPTHWISE_FORMS = ("auto", "grouped", "shifted")
 depthwise_form = "auto"
 
 
 def _shifted_depthwise() -> bool:
+  """Whether ``depthwise_form`` (and, for "auto", the default backend) asks for the shifted form."""
   if depthwise_form not in DEPTHWISE_FORMS:
     raise ValueError(f"macro_net.depthwise_form is {depthwise_form!r}; valid: {', '.join(DEPTHWISE_FORMS)}.")
   if depthwise_form == "auto":
     return jax.default_backend() == "cpu"
   return depthwise_form == "shifted"
+
+
 _SCANNED_COLLECTIONS = ("params", "batch_stats", "intermediates", "perturbations")
 
 
