@@ -3,9 +3,10 @@
 One run scores a set of cells with one batch of 64 real CIFAR-10 images and then reports
 
 * Spearman rho and Kendall tau against the NAS-Bench-201 test accuracies (CIFAR-10, CIFAR-100,
-  ImageNet16-120) over every scored cell (a NaN score ranked lowest, as NASLib and
-  ``launch/correlate.py`` rank it; the CIFAR-10 rho without those cells is reported beside it), beside the published rho of the zero-cost-nas paper
-  (``published_spearman_nb201.csv``) for grad_norm, snip, grasp, fisher, synflow and jacov;
+  ImageNet16-120) over every scored cell, beside the published rho of the zero-cost-nas paper
+  (``published_spearman_nb201.csv``) for grad_norm, snip, grasp, fisher, synflow and jacov. A NaN
+  score ranks lowest, as NASLib and ``launch/correlate.py`` rank it; the CIFAR-10 rho without
+  those cells is reported beside it;
 * for the 724 cells that NASLib stores with its own PyTorch scores, the Spearman rho between our
   score and theirs, cell by cell.
 

@@ -22,7 +22,7 @@ from rznas_jax import results
 
 flags.DEFINE_string("num_archs", "1000", "Architectures to sample with --seed; 'all' or 0 for all.")
 flags.DEFINE_string("benchmark", None, "Benchmark table, e.g. nats_bench.csv.", required=True)
-flags.DEFINE_enum("nan_policy", "lowest", ["lowest", "omit"],
+flags.DEFINE_enum("nan_policy", "lowest", list(correlation.REPORT_NAN_POLICIES),
                   "A NaN score (a proxy undefined on a cell, e.g. jacov where no path joins input and "
                   "output): 'lowest' ranks it below every defined score, as NASLib does and as the "
                   "search does (it never keeps such a child); 'omit' leaves the cell out.")

@@ -14,6 +14,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 NAN_POLICIES = ("propagate", "omit", "lowest")
+# The rules a correlation report offers (a report always gives a number, so not "propagate").
+REPORT_NAN_POLICIES = ("lowest", "omit")
 
 
 def _pairs(x: Sequence[float], y: Sequence[float], nan_policy: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -192,8 +194,8 @@ def correlation_report(scores: Mapping[str, Sequence[float]],
     >>> correlation_report({"params": [1, 2, 3]}, {"cifar10": [0.1, 0.3, 0.2]})
     {'params': {'cifar10': {'spearman': 0.5, 'kendall': 0.3333333333333333}}}
   """
-  if nan_policy not in ("omit", "lowest"):
-    raise ValueError(f"unknown nan_policy {nan_policy!r}; valid: omit, lowest.")
+  if nan_policy not in REPORT_NAN_POLICIES:
+    raise ValueError(f"unknown nan_policy {nan_policy!r}; valid: {', '.join(REPORT_NAN_POLICIES)}.")
   report = {}
   for proxy, s in scores.items():
     report[proxy] = {}

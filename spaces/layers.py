@@ -116,15 +116,19 @@ def _corr(xp: jax.Array, kernel: jax.Array, stride: int, out_hw: tuple[int, int]
   return out
 
 
+def _corr_transpose(g: jax.Array, kernel: jax.Array, stride: int, xp_hw: tuple[int, int]) -> jax.Array:
+  """The transpose of `_corr` in ``xp``: ``g`` dilated and correlated with the flipped kernel."""
+  k = kernel.shape[0]
+  return _corr(_dilate_for_transpose(g, k, stride, xp_hw), kernel[::-1, ::-1], 1, xp_hw)
+
+
 def _corr_fwd(xp, kernel, stride, out_hw):
   return _corr(xp, kernel, stride, out_hw), (xp, kernel)
 
 
 def _corr_bwd(stride, out_hw, res, g):
   xp, kernel = res
-  k = kernel.shape[0]
-  d_xp = _corr(_dilate_for_transpose(g, k, stride, xp.shape[1:3]), kernel[::-1, ::-1], 1, xp.shape[1:3])
-  return d_xp, _kernel_grad(xp, g, stride, k)
+  return _corr_transpose(g, kernel, stride, xp.shape[1:3]), _kernel_grad(xp, g, stride, kernel.shape[0])
 
 
 _corr.defvjp(_corr_fwd, _corr_bwd)
@@ -150,9 +154,9 @@ def _kernel_grad_fwd(xp, g, stride, k):
 
 
 def _kernel_grad_bwd(stride, k, res, ct):
+  del k  # the shape of ct
   xp, g = res
-  d_xp = _corr(_dilate_for_transpose(g, k, stride, xp.shape[1:3]), ct[::-1, ::-1], 1, xp.shape[1:3])
-  return d_xp, _corr(xp, ct, stride, g.shape[1:3])
+  return _corr_transpose(g, ct, stride, xp.shape[1:3]), _corr(xp, ct, stride, g.shape[1:3])
 
 
 _kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+from rznas_jax import correlation
 from rznas_jax import results
 from rznas_jax.report import figures
 from rznas_jax.report import html
@@ -63,7 +64,7 @@ def _nan_policy(corr_dir: str) -> str:
       policy = json.load(f).get("settings", {}).get("nan_policy", "omit")
   except (OSError, ValueError):
     return "omit"
-  return policy if policy in ("omit", "lowest") else "omit"
+  return policy if policy in correlation.REPORT_NAN_POLICIES else "omit"
 
 
 def write_correlation_report(corr_dir: str, out_dir: str | None = None, *, embed: bool = False) -> str:
