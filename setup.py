@@ -18,6 +18,8 @@ setup(
         "rznas_jax.spaces": "spaces",
         "rznas_jax.proxies": "proxies",
     },
+    # The NAS-Bench-201 accuracy table (NATS-Bench, MIT), built by benchmarks/make_nb201_table.py.
+    package_data={"rznas_jax.spaces": ["data/nb201_accuracy.npz"]},
     install_requires=[
         "jax>=0.4.35",
         "flax>=0.10",

@@ -45,7 +45,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 PYTORCH_ARCHS_PER_SECOND = {"grad_norm": 1.9, "synflow": 28.0, "naswot": 3.0}
 _MARK = "NB201_THROUGHPUT_RESULT "
 
-flags.DEFINE_list("proxies", ["grad_norm", "synflow", "naswot"], "Registered proxies to measure.")
+flags.DEFINE_list("proxies", ["grad_norm", "synflow", "naswot"],
+                  "Registered proxies or aggregates (az_nas, rank:a+b) to measure.")
 flags.DEFINE_list("strategies", ["switch", "masked_vmap", "masked"],
                   "Strategies of scoring.NB201Scorer ('auto' is one of these).")
 flags.DEFINE_list("chunk_sizes", ["1", "4", "8"], "Cells per vmapped call for masked_vmap.")
@@ -73,26 +74,35 @@ def _tune_malloc() -> None:
 
 
 def measure(proxy: str, strategy: str, chunk_size: int) -> dict:
-  """One (proxy, strategy, chunk size) in this process: compile, first pass, steady passes."""
+  """One (proxy, strategy, chunk size) in this process: compile, first pass, steady passes.
+
+  An aggregate (``az_nas``, ``rank:a+b``) is timed end to end: its components scored by one
+  scorer that fuses those sharing init, data and dtype into one program, then ranked among the
+  cells (`rznas_jax.fitness`).
+  """
   import jax  # pylint: disable=g-import-not-at-top  (after mallopt, before any JAX work)
+  from rznas_jax import fitness  # pylint: disable=g-import-not-at-top
+  from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
   from rznas_jax import scoring  # pylint: disable=g-import-not-at-top
   from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
 
   if FLAGS.compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", FLAGS.compilation_cache_dir)
   archs = nb201.random_archs(FLAGS.num_archs, seed=FLAGS.seed)
-  scorer = scoring.NB201Scorer([proxy], scoring.NB201Setting(), batch_size=FLAGS.batch_size,
-                               seed=FLAGS.seed, strategy=strategy, chunk_size=chunk_size, fuse=False)
+  fit = fitness.parse(proxy, proxy_lib.names())
+  scorer = scoring.NB201Scorer(list(fit.components), scoring.NB201Setting(),
+                               batch_size=FLAGS.batch_size, seed=FLAGS.seed, strategy=strategy,
+                               chunk_size=chunk_size, fuse=fit.is_aggregate)
   step = chunk_size if strategy == "masked_vmap" else 1
   load = [os.getloadavg()[0]]
   start = time.perf_counter()
   scorer.score(archs[:step])
   first_call = time.perf_counter() - start
-  compile_seconds = scorer.compile_seconds.get(proxy, first_call)
+  compile_seconds = sum(scorer.compile_seconds.values()) or first_call
 
   def one_pass():
     start = time.perf_counter()
-    scores = scorer.score(archs)[proxy]
+    scores = fitness.with_aggregates([fit], scorer.score(archs))[proxy]
     return time.perf_counter() - start, scores
 
   first_pass, scores = one_pass()
@@ -157,17 +167,18 @@ def _agreement(rows: list[dict]) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-  print(f"\n{'proxy':<10}{'strategy':<16}{'compile s':>10}{'first pass':>12}{'steady':>9}"
+  w = max([10, *(len(row["proxy"]) + 2 for row in rows)])
+  print(f"\n{'proxy':<{w}}{'strategy':<16}{'compile s':>10}{'first pass':>12}{'steady':>9}"
         f"{'PyTorch':>9}{'ratio':>7}{'load':>11}  (archs/s; load = 1-min average before/after)")
   for row in rows:
     name = row["strategy"] + (f"/{row['chunk_size']}" if row.get("chunk_size") else "")
     if "error" in row:
-      print(f"{row['proxy']:<10}{name:<16}  error: {row['error'][:100]}")
+      print(f"{row['proxy']:<{w}}{name:<16}  error: {row['error'][:100]}")
       continue
     load = "/".join(f"{x:.1f}" for x in row["load_average"])
     ratio = "-" if row["ratio_to_pytorch"] is None else f"{row['ratio_to_pytorch']:.2f}"
     torch = "-" if row["pytorch_archs_per_second"] is None else f"{row['pytorch_archs_per_second']:g}"
-    print(f"{row['proxy']:<10}{name:<16}{row['compile_seconds']:>10.1f}"
+    print(f"{row['proxy']:<{w}}{name:<16}{row['compile_seconds']:>10.1f}"
           f"{row['first_pass_archs_per_second']:>12.2f}{row['steady_archs_per_second']:>9.2f}"
           f"{torch:>9}{ratio:>7}{load:>11}")
 
@@ -188,8 +199,9 @@ def main(argv):
   from rznas_jax import results  # pylint: disable=g-import-not-at-top
   from rznas_jax import scoring  # pylint: disable=g-import-not-at-top
 
+  from rznas_jax import fitness  # pylint: disable=g-import-not-at-top
   for p in FLAGS.proxies:
-    proxy_lib.get(p)  # UnknownProxyError lists the valid names
+    fitness.parse(p, proxy_lib.names())  # FitnessError lists the valid names
   for s in FLAGS.strategies:
     scoring.resolve_strategy(s)
   rows = []

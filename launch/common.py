@@ -125,8 +125,9 @@ class NB201Space:
   def genotype(self, arch: nb201.Arch) -> str:
     return arch.genotype
 
-  def load_benchmark(self, path: str) -> nb201.BenchmarkTable:
-    return nb201.BenchmarkTable.load(path)
+  def load_benchmark(self, path: str | None) -> nb201.BenchmarkTable:
+    """The nats_bench.csv-format table at ``path``, or the packaged NATS-Bench table when None."""
+    return nb201.BenchmarkTable.load(path) if path else nb201.BenchmarkTable.packaged()
 
   def check_in_benchmark(self, archs: Sequence[nb201.Arch], table: nb201.BenchmarkTable, path: str) -> None:
     known = set(table.archs)
@@ -257,10 +258,10 @@ class MacroSpaceLauncher:
   def genotype(self, arch: macro.Arch) -> str:
     return arch.structure
 
-  def load_benchmark(self, path: str):
+  def load_benchmark(self, path: str | None):
+    given = f"--benchmark={path!r} cannot be used" if path else "there is nothing to correlate with"
     raise ValueError(f"the {self.name} space has no benchmark table (its accuracies need "
-                     f"training), so --benchmark={path!r} cannot be used; correlate with "
-                     "--space=nb201.")
+                     f"training), so {given}; correlate with --space=nb201.")
 
   def check_in_benchmark(self, archs, table, path: str) -> None:
     self.load_benchmark(path)

@@ -1,10 +1,11 @@
 r"""Scores sampled architectures and correlates the scores with benchmark accuracies.
 
   python -m launch.correlate --space=nb201 --proxies=synflow,naswot --num_archs=1000 \
-      --data=/path/to/cifar-10-batches-py --benchmark=/path/to/nats_bench.csv --out=/tmp/corr
+      --data=/path/to/cifar-10-batches-py --out=/tmp/corr
 
 The network is built for ``--dataset`` (default cifar10); its scores are correlated with the
-accuracies of every dataset in the table. Writes ``correlation.json``
+accuracies of every dataset in the NB201 table (the NATS-Bench table packaged with rznas_jax, or
+``--benchmark=PATH`` to a nats_bench.csv-format table). Writes ``correlation.json``
 (``{proxy: {dataset: {"spearman": rho, "kendall": tau}}, "settings": ..., "timing": ...}``) and
 ``scores.csv``/``scores.json`` with the accuracies as extra ``accuracy_<dataset>`` columns, and
 (``--plot``, the default) ``correlation.png``.
@@ -21,7 +22,8 @@ from rznas_jax import correlation
 from rznas_jax import results
 
 flags.DEFINE_string("num_archs", "1000", "Architectures to sample with --seed; 'all' or 0 for all.")
-flags.DEFINE_string("benchmark", None, "Benchmark table, e.g. nats_bench.csv.", required=True)
+flags.DEFINE_string("benchmark", None, "Benchmark table in the nats_bench.csv format; default the "
+                    "NATS-Bench table packaged with rznas_jax.")
 flags.DEFINE_enum("nan_policy", "lowest", list(correlation.REPORT_NAN_POLICIES),
                   "A NaN score (a proxy undefined on a cell, e.g. jacov where no path joins input and "
                   "output): 'lowest' ranks it below every defined score, as NASLib does and as the "
@@ -41,7 +43,7 @@ def main(argv):
     space = common.get_space(FLAGS.space)
     archs = space.sample(FLAGS.num_archs, FLAGS.seed)
     table = space.load_benchmark(FLAGS.benchmark)
-    space.check_in_benchmark(archs, table, FLAGS.benchmark)
+    space.check_in_benchmark(archs, table, table.source)
     images = common.load_data(FLAGS.data)
     proxies = common.check_proxies(FLAGS.proxies)
     out = common.prepare_out_dir(FLAGS.out)
@@ -52,7 +54,7 @@ def main(argv):
   accuracies = {d: table.lookup(archs, d) for d in space.benchmark_datasets()}
   report = correlation.correlation_report(scores, accuracies, nan_policy=FLAGS.nan_policy)
   settings = {**common.flag_settings(common.SHARED_FLAGS + ("num_archs", "benchmark", "nan_policy")),
-              "num_archs": len(archs), "correlated_with": list(accuracies),
+              "num_archs": len(archs), "benchmark": table.source, "correlated_with": list(accuracies),
               "nan_scores": {p: int(np.isnan(scores[p]).sum()) for p in proxies},
               **common.environment(scorer)}
   timing.update(prepare_seconds=prepare_seconds, total_seconds=time.perf_counter() - start)

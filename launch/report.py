@@ -6,9 +6,9 @@ r"""Writes the HTML report (and its PNG figures) of a run folder: ``rznas_jax.re
     python -m launch.report /tmp/corr                      # a launch/correlate.py --out folder
     python -m launch.report runs/train                     # a training run (metrics.jsonl)
 
-A search run folder (``launch/search.py --workdir``) gets score, validity, accuracy (NB201 with
-a benchmark table), architecture and reflection sections; a correlate folder gets its
-correlation figure and table; a training run its curves and architecture.
+A search run folder (``launch/search.py --workdir``) gets score, validity, accuracy (NB201: the
+packaged NATS-Bench table, or --benchmark), architecture and reflection sections; a correlate
+folder gets its correlation figure and table; a training run its curves and architecture.
 """
 
 import sys
@@ -20,7 +20,8 @@ from launch import cli
 
 _OUT = flags.DEFINE_string("out", None, "Folder for index.html and the figures; default RUN_DIR/report.")
 _BENCHMARK = flags.DEFINE_string("benchmark", None, "NB201 table (nats_bench.csv) for the accuracy "
-                                 "figures of a search; default the run's config.benchmark.")
+                                 "figures of a search; default the run's config.benchmark, "
+                                 "else the packaged NATS-Bench table.")
 _EMBED = flags.DEFINE_bool("embed", False, "Inline the figures in the HTML (one self-contained "
                            "file); the PNGs are written beside it anyway.")
 

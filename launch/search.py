@@ -39,11 +39,14 @@ def main(argv):
     cli.fail(str(e))
   if not summary:  # a pod host other than process 0: it only scored
     return
-  best = f"best {summary['best_arch']} ({summary['proxy']} {summary['best_score']:.6g})"
+  print(f"best {summary['best_arch']} ({summary['proxy']} {summary['best_score']:.6g})")
   accuracy = summary.get("test_accuracy")
   if accuracy:
-    best += " test accuracy " + ", ".join(f"{k} {v:.2f}" for k, v in accuracy.items())
-  print(f"{best}; {summary['iterations_done']} iterations, {summary['evaluations']} evaluations, "
+    print(f"NB201 test accuracy (index {summary['benchmark_index']}, {summary['benchmark']}; rank among "
+          f"{summary['benchmark_cells']:,} cells, 1 = best):")
+    for dataset, value in accuracy.items():
+      print(f"  {dataset:<15} {value:6.2f} %   rank {summary['test_rank'][dataset]:,}")
+  print(f"{summary['iterations_done']} iterations, {summary['evaluations']} evaluations, "
         f"invalid replies {summary['invalid_reply_rate']:.1%}, {summary['wall_seconds']:.0f} s; "
         f"results in {_WORKDIR.value}")
   if _REPORT.value:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rznas_jax.proxies.base import register
 
 
-@register("params", data="none", source="idstcv/ZenNAS evolution_search.py (get_model_size)")
+@register("params", data="none", costs=("params",),
+          source="idstcv/ZenNAS evolution_search.py (get_model_size)")
 def params(costs: dict) -> float:
   """The architecture's parameter count, ``costs["params"]``.
 
@@ -21,7 +22,8 @@ def params(costs: dict) -> float:
   return float(costs["params"])
 
 
-@register("flops", data="none", source="idstcv/ZenNAS evolution_search.py (get_FLOPs)")
+@register("flops", data="none", costs=("flops",),
+          source="idstcv/ZenNAS evolution_search.py (get_FLOPs)")
 def flops(costs: dict) -> float:
   """The architecture's FLOP count, ``costs["flops"]``; see ``params`` for the signature.
 

@@ -84,7 +84,7 @@ def maedet_score(arch: macro.Arch | str,
   return score
 
 
-@register("maedet", data="none",
+@register("maedet", data="none", costs=("arch",),
           source="alibaba/lightweight-neural-architecture-search tinynas/scores/compute_madnas.py")
 def maedet(costs: dict) -> float:
   """The MAE-DET score of ``costs["arch"]``; an analytic proxy (see ``analytic.params``).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 import re
 from typing import Iterable, Sequence
@@ -170,13 +171,22 @@ def random_archs(n: int, seed: int, unique: bool = True) -> list[Arch]:
 # --- the official benchmark index ------------------------------------------------------------------
 
 
-class BenchmarkTable:
-  """A NAS-Bench-201 table in the ``nats_bench.csv`` format, read from a path the user gives.
+PACKAGED_TABLE = "packaged NATS-Bench"  # the `BenchmarkTable.source` of `BenchmarkTable.packaged`
+PACKAGED_TABLE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
+                                   "nb201_accuracy.npz")
 
-  Rows are in the official benchmark order, so the row number is the official index 0..15624; the
-  project ships no copy of it (DESIGN.md decision 10). Columns used: ``ArchitectureString``,
+
+class BenchmarkTable:
+  """A NAS-Bench-201 accuracy table: every cell's official index and test accuracies.
+
+  Rows are in the official benchmark order, so the row number is the official index 0..15624.
+  `packaged` gives the table that ships with the package (NATS-Bench tss, MIT; built from
+  ``nats_bench.csv`` by ``benchmarks/make_nb201_table.py``); `load` reads a table in the
+  ``nats_bench.csv`` format from a path the user gives. Columns used: ``ArchitectureString``,
   ``CIFAR10TestAccuracy200Epochs``, ``CIFAR100TestAccuracy200Epochs``,
-  ``ImageNetTestAccuracy200Epochs`` and, when present, ``UniqueString`` (isomorphism class).
+  ``ImageNetTestAccuracy200Epochs`` (the 200-epoch seed mean of the test accuracy, in %) and, when
+  present, ``UniqueString`` (isomorphism class). ``source`` names the table: its path, or
+  `PACKAGED_TABLE`.
   """
 
   DATASET_COLUMNS = {
@@ -186,13 +196,15 @@ class BenchmarkTable:
   }
 
   def __init__(self, archs: list[Arch], accuracy: dict[str, np.ndarray],
-               unique: list[str] | None = None):
+               unique: list[str] | None = None, source: str = ""):
     self.archs = archs
     self.accuracy = accuracy
     self.unique = unique
+    self.source = source
     self._index = {a: i for i, a in enumerate(archs)}
     if len(self._index) != len(archs):
       raise ValueError("the benchmark table lists some architecture twice.")
+    self._sorted = {d: np.sort(acc) for d, acc in accuracy.items()}
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> "BenchmarkTable":
@@ -212,7 +224,46 @@ class BenchmarkTable:
     except (GenotypeError, ValueError) as e:
       raise ValueError(f"benchmark table {str(path)!r} has a bad row: {e}") from None
     unique = [r["UniqueString"] for r in rows] if "UniqueString" in rows[0] else None
-    return cls(archs, acc, unique)
+    return cls(archs, acc, unique, source=str(path))
+
+  @classmethod
+  def packaged(cls) -> "BenchmarkTable":
+    """The NATS-Bench table that ships with the package (read once per process).
+
+    The file holds each row's six op indices (in `OPS` order) and the three accuracy columns as
+    the float64 values of ``nats_bench.csv``; ``unique`` is derived with `isomorphism_key`, which
+    equals NATS's ``UniqueString`` on every cell.
+
+    Raises:
+      FileNotFoundError: the package was installed without its data file.
+
+    Example:
+      >>> table = BenchmarkTable.packaged()
+      >>> table.index(table.arch(6111)), float(table.accuracy["cifar10"][6111])
+      (6111, 94.37333333333333)
+    """
+    return _packaged_table()
+
+  def save_compact(self, path: str | os.PathLike) -> None:
+    """Writes the table as the compact ``.npz`` that `packaged` reads (ops and accuracies only)."""
+    ops = np.array([a.op_indices for a in self.archs], np.uint8)
+    np.savez_compressed(path, ops=ops, op_names=np.array(OPS),
+                        **{d: np.asarray(acc, np.float64) for d, acc in self.accuracy.items()})
+
+  @classmethod
+  def load_compact(cls, path: str | os.PathLike, source: str | None = None) -> "BenchmarkTable":
+    """Reads a table that `save_compact` wrote; ``source`` names it (default: the path)."""
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"benchmark table {str(path)!r} does not exist; reinstall the package "
+                              "or give a nats_bench.csv with --config.benchmark / --benchmark.")
+    with np.load(path) as data:
+      if tuple(data["op_names"]) != OPS:
+        raise ValueError(f"benchmark table {str(path)!r} numbers the ops {tuple(data['op_names'])}, "
+                         f"not {OPS}.")
+      archs = [Arch(tuple(OPS[i] for i in row)) for row in data["ops"].tolist()]
+      accuracy = {d: data[d] for d in cls.DATASET_COLUMNS}
+    return cls(archs, accuracy, [isomorphism_key(a) for a in archs],
+               source=str(path) if source is None else source)
 
   def __len__(self) -> int:
     return len(self.archs)
@@ -231,6 +282,21 @@ class BenchmarkTable:
     if dataset not in self.accuracy:
       raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(self.accuracy)}.")
     return self.accuracy[dataset][[self.index(a) for a in archs]]
+
+  def rank(self, arch: Arch, dataset: str) -> int:
+    """The rank of ``arch``'s test accuracy on ``dataset`` among all cells of the table, 1 = best.
+
+    Ties share the best rank (competition ranking): the rank is 1 + the number of cells with a
+    strictly higher accuracy, so both CIFAR-10 optima (indices 6111 and 13714) have rank 1.
+
+    Example:
+      >>> table = BenchmarkTable.packaged()
+      >>> table.rank(table.arch(13714), "cifar10"), table.rank(table.arch(9930), "cifar100")
+      (1, 1)
+    """
+    value = self.lookup([arch], dataset)[0]
+    ordered = self._sorted[dataset]
+    return 1 + len(ordered) - int(np.searchsorted(ordered, value, side="right"))
 
 
 # --- cost counters ---------------------------------------------------------------------------------
@@ -350,3 +416,8 @@ def isomorphism_key(arch: Arch) -> str:
         items.append(nodes[src] if op == "skip_connect" else f"({nodes[src]})@{op}")
     nodes.append("+".join(sorted(items)))
   return nodes[3]
+
+
+@functools.cache
+def _packaged_table() -> BenchmarkTable:
+  return BenchmarkTable.load_compact(PACKAGED_TABLE_FILE, source=PACKAGED_TABLE)

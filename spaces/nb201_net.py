@@ -147,8 +147,12 @@ class NB201Network(nn.Module):
   eps: float = 1e-5
 
   @nn.compact
-  def __call__(self, images, ops=None, *, use_bn: bool = True, train: bool = True):
-    """Logits for ``images``; ``train=False`` normalises with the BN running statistics."""
+  def __call__(self, images, ops=None, *, use_bn: bool = True, train: bool = True, cuts=None):
+    """Logits for ``images``; ``train=False`` normalises with the BN running statistics.
+
+    ``cuts`` (optional): one array per block after the stem; block ``l`` then reads
+    ``stop_gradient(previous block) + cuts[l-1]`` (``proxies.base``: local VJPs for AZ-NAS).
+    """
     if self.arch is None and ops is None:
       raise ValueError("the masked NB201 network needs `ops`, a (6, 5) one-hot array.")
     if ops is not None:
@@ -156,14 +160,25 @@ class NB201Network(nn.Module):
     x = Conv(self.channels, 3, name="stem")(images)
     if use_bn:
       x = layers.BatchNorm(self.eps, name="stem_bn")(x, train=train)
+    self.sow("intermediates", "blocks", x)
+    block = 0
+
+    def block_input(x):
+      return x if cuts is None else jax.lax.stop_gradient(x) + cuts[block]
+
     c = self.channels
     for stage in range(3):
       if stage > 0:
         c *= 2
-        x = ResNetBlock(c, self.eps, name=f"reduce{stage}")(x, use_bn=use_bn, train=train)
+        x = ResNetBlock(c, self.eps, name=f"reduce{stage}")(block_input(x), use_bn=use_bn,
+                                                            train=train)
+        self.sow("intermediates", "blocks", x)
+        block += 1
       for i in range(self.cells_per_stage):
         cell = Cell(c, self.arch, self.eps, name=f"stage{stage}_cell{i}")
-        x = cell(x, ops, use_bn=use_bn, train=train)
+        x = cell(block_input(x), ops, use_bn=use_bn, train=train)
+        self.sow("intermediates", "blocks", x)
+        block += 1
     if use_bn:
       x = layers.BatchNorm(self.eps, name="last_bn")(x, train=train)
     self.sow("intermediates", "relu", (x, jnp.ones((), x.dtype)))
@@ -217,7 +232,9 @@ def make_apply_fn(model: NB201Network, ops=None):
   """
 
   def apply_fn(variables, images, *, bn: bool = True) -> ModelOutput:
-    logits, state = model.apply(variables, images, ops, use_bn=bn,
+    cuts = variables.get("block_cuts")
+    variables = {k: v for k, v in variables.items() if k != "block_cuts"}
+    logits, state = model.apply(variables, images, ops, use_bn=bn, cuts=cuts,
                                 mutable=["batch_stats", "intermediates"])
     inter = state["intermediates"]
     return ModelOutput(
@@ -226,6 +243,7 @@ def make_apply_fn(model: NB201Network, ops=None):
         relu_inputs=tuple(_collect(inter, "relu")),
         activations=_acts_like_perturbations(inter),
         batch_stats=state.get("batch_stats", {}),
+        blocks=tuple(inter["blocks"]),
     )
 
   return apply_fn

@@ -463,14 +463,22 @@ def make_apply_fn(setting: Any, op_indices: jax.Array) -> ApplyFn:
 
   def apply_fn(variables: dict, images: jax.Array, *, bn: bool = True) -> ModelOutput:
     net = _Forward(variables, bn, eps)
+    cuts = variables.get("block_cuts")
     x = net.conv(images, ("stem",))
     if bn:
       x = net.batch_norm(x, ("stem_bn",))
+    blocks = [x]
+
+    def block_input(x):  # see proxies.base: cuts make each block's VJP local
+      return x if cuts is None else lax.stop_gradient(x) + cuts[len(blocks) - 1]
+
     for stage in range(3):
       if stage > 0:
-        x = net.reduction(x, f"reduce{stage}")
+        x = net.reduction(block_input(x), f"reduce{stage}")
+        blocks.append(x)
       for i in range(cells_per_stage):
-        x = net.cell(x, f"stage{stage}_cell{i}", op_indices)
+        x = net.cell(block_input(x), f"stage{stage}_cell{i}", op_indices)
+        blocks.append(x)
     features, logits = net.head(x)
     return ModelOutput(
         logits=logits,
@@ -478,6 +486,7 @@ def make_apply_fn(setting: Any, op_indices: jax.Array) -> ApplyFn:
         relu_inputs=tuple(nb201_net._collect(net.relus, "relu")),  # pylint: disable=protected-access
         activations=net.acts,
         batch_stats=net.stats_out,
+        blocks=tuple(blocks),
     )
 
   return apply_fn

@@ -162,6 +162,20 @@ def test_correlate_csv_has_sampled_archs_and_accuracies(correlate_run, table):
   assert "Traceback" not in run.stderr
 
 
+def test_correlate_without_benchmark_uses_the_packaged_table(correlate_run, cache_dir, tmp_path):
+  _, with_csv = correlate_run
+  args = ["--space=nb201", "--proxies=params", "--num_archs=12", "--seed=3", f"--data={need(FOOLBOX_NPZ)}",
+          *TINY, f"--compilation_cache_dir={cache_dir}", f"--out={tmp_path}", "--plot=false"]
+  run = launch("launch.correlate", args)
+  assert run.returncode == 0, run.stderr
+  packaged = json.loads((tmp_path / "correlation.json").read_text())
+  given = json.loads((with_csv / "correlation.json").read_text())
+  assert packaged["settings"]["benchmark"] == nb201.PACKAGED_TABLE
+  assert given["settings"]["benchmark"] == NATS_CSV
+  assert packaged["params"] == given["params"]  # the same accuracies, so the same correlations
+  assert read_csv(tmp_path / "scores.csv") == read_csv(with_csv / "scores.csv")
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 # (id, launcher, flags replacing the defaults, text the message must contain: the bad value and a

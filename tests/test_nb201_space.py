@@ -1,6 +1,8 @@
 """NAS-Bench-201 genotypes, indices and cost counters against the benchmark's own data."""
 
+import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -66,6 +68,59 @@ def test_benchmark_index_matches_every_row():
                                     "|nor_conv_1x1~0|skip_connect~1|skip_connect~2|")
   assert int(np.argmax(table.accuracy["cifar10"])) in (6111, 13714)
   assert table.accuracy["cifar100"].max() == pytest.approx(73.5133, abs=1e-3)
+
+
+def _csv_columns(path):
+  """The csv's genotypes and accuracy columns, read with the csv module alone."""
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  columns = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100TestAccuracy200Epochs",
+             "imagenet16-120": "ImageNetTestAccuracy200Epochs"}
+  return ([r["ArchitectureString"] for r in rows],
+          {d: np.array([float(r[c]) for r in rows]) for d, c in columns.items()},
+          [r["UniqueString"] for r in rows])
+
+
+def test_packaged_table_equals_the_nats_csv_exactly():
+  genotypes, accuracy, unique = _csv_columns(need(NATS_CSV))
+  table = nb201.BenchmarkTable.packaged()
+  assert table.source == nb201.PACKAGED_TABLE and len(table) == len(genotypes) == 15625
+  assert [a.genotype for a in table.archs] == genotypes  # row i = official index i
+  for d, acc in accuracy.items():
+    assert table.accuracy[d].dtype == np.float64
+    assert np.array_equal(table.accuracy[d], acc), d  # bit for bit: repr gives the csv's digits
+  assert table.unique == unique
+  # Compact, and not a copy of the csv.
+  size = os.path.getsize(nb201.PACKAGED_TABLE_FILE)
+  assert size < 400_000
+  with open(nb201.PACKAGED_TABLE_FILE, "rb") as f:
+    assert f.read(2) == b"PK"
+
+
+@pytest.mark.parametrize("dataset,indices,best", [
+    ("cifar10", (6111, 13714), 94.3733), ("cifar100", (9930,), 73.5133),
+    ("imagenet16-120", (857,), 47.3111)])
+def test_packaged_table_knows_the_nb201_optima(dataset, indices, best):
+  table = nb201.BenchmarkTable.packaged()
+  acc = table.accuracy[dataset]
+  assert set(np.flatnonzero(acc == acc.max())) == set(indices)
+  assert acc.max() == pytest.approx(best, abs=5e-5)
+  for i in indices:
+    assert table.index(table.arch(i)) == i and table.rank(table.arch(i), dataset) == 1
+
+
+def test_rank_is_competition_rank_among_all_cells():
+  table = nb201.BenchmarkTable.packaged()
+  for d, acc in table.accuracy.items():
+    order = np.argsort(-acc, kind="stable")
+    expected = np.empty(len(acc), int)  # rank 1 + cells strictly better, by a walk down the sort
+    for pos, i in enumerate(order):
+      tied = pos > 0 and acc[i] == acc[order[pos - 1]]
+      expected[i] = expected[order[pos - 1]] if tied else pos + 1
+    sample = nb201.random_archs(300, seed=1) + [table.arch(int(order[-1]))]
+    got = [table.rank(a, d) for a in sample]
+    assert got == [int(expected[table.index(a)]) for a in sample], d
+    assert got[-1] == 1 + int(np.sum(acc > acc.min()))  # the worst cell(s)
 
 
 def _naslib_archs():

@@ -81,6 +81,20 @@ def test_launch_report_writes_every_figure_it_references(run_dir, tmp_path):
   assert html.escape(last["reflection"]) in text  # the newest reflection is listed, escaped
 
 
+def test_report_without_a_benchmark_uses_the_packaged_table(tmp_path):
+  config = tiny_cpu.get_config("params")
+  config.search.iterations, config.search.population = 6, 4
+  workdir = tmp_path / "run"
+  summary = search.run(config, str(workdir), progress=False)
+  page = _parse(report.write_report(str(workdir), str(tmp_path / "report")))
+  assert page.ids == list(SECTIONS) and len(page.images) == 6  # accuracy figures included
+  text = html.unescape((tmp_path / "report" / "index.html").read_text())
+  assert f"index {summary['benchmark_index']} of the packaged NATS-Bench table" in text
+  for d, acc in summary["test_accuracy"].items():
+    assert f"{d} {acc:.2f} % (rank {summary['test_rank'][d]:,} of 15,625)" in text
+    assert f"{acc:.2f} % (rank {summary['test_rank'][d]:,} of 15,625)</td>" in text  # summary table
+
+
 def test_embedded_images_are_data_uris(tmp_path):
   png = tmp_path / "a.png"
   png.write_bytes(PNG_MAGIC + b"rest")

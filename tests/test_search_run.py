@@ -1,5 +1,6 @@
 """The search driver end to end: run folder, resume (also after SIGKILL), replay, bad replies."""
 
+import csv
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ from rznas_jax import search
 from rznas_jax.llm.base import Response
 from rznas_jax.search import driver
 from rznas_jax.spaces import nb201
+
+from conftest import NATS_CSV, need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARK = os.path.join(os.path.dirname(ROOT), "shared", "data", "nb201", "v-tao_nats-bench-landscape",
@@ -58,10 +61,44 @@ def test_run_writes_the_run_folder(tmp_path):
   arch = nb201.parse_genotype(summary["best_arch"])
   assert summary["best_score"] == nb201.count_params(arch, 4, 1, 120)
   table = nb201.BenchmarkTable.load(BENCHMARK)
+  assert summary["benchmark"] == BENCHMARK
   assert summary["test_accuracy"]["cifar100"] == pytest.approx(table.lookup([arch], "cifar100")[0])
   assert summary["evaluations"] == 8 + len({t["child"] for t in trials if t["kind"] == "ok"})
   assert all(t["reflection"] and t["mutation_call"] and t["reflection_call"] for t in trials)
   assert len(state.population) == 8
+
+
+def test_nb201_summary_states_accuracy_and_rank_without_a_benchmark(tmp_path):
+  config = _config(8)
+  assert not config.benchmark
+  summary = search.run(config, str(tmp_path), progress=False)
+  with open(tmp_path / "summary.json") as f:
+    assert json.load(f) == summary
+  assert summary["benchmark"] == nb201.PACKAGED_TABLE and summary["benchmark_cells"] == 15625
+  # The found cell's row of the csv, read with the csv module alone.
+  with open(need(NATS_CSV), newline="") as f:
+    rows = list(csv.DictReader(f))
+  index = summary["benchmark_index"]
+  assert rows[index]["ArchitectureString"] == summary["best_arch"]
+  columns = {"cifar10": "CIFAR10TestAccuracy200Epochs", "cifar100": "CIFAR100TestAccuracy200Epochs",
+             "imagenet16-120": "ImageNetTestAccuracy200Epochs"}
+  assert summary["test_accuracy"] == {d: float(rows[index][c]) for d, c in columns.items()}
+  for d, c in columns.items():
+    better = sum(float(r[c]) > float(rows[index][c]) for r in rows)
+    assert summary["test_rank"][d] == 1 + better, d
+
+
+def test_launcher_prints_the_found_cells_accuracy_and_rank(tmp_path):
+  proc = subprocess.run(_launch(tmp_path, "--config.search.iterations=4"), cwd=ROOT,
+                        capture_output=True, text=True, check=True)
+  with open(tmp_path / "summary.json") as f:
+    summary = json.load(f)
+  lines = proc.stdout.splitlines()
+  assert lines[0] == f"best {summary['best_arch']} (params {summary['best_score']:.6g})"
+  assert f"index {summary['benchmark_index']}, packaged NATS-Bench" in lines[1]
+  assert "15,625 cells, 1 = best" in lines[1]
+  for line, (d, acc) in zip(lines[2:5], summary["test_accuracy"].items()):
+    assert line.split() == [d, f"{acc:.2f}", "%", "rank", f"{summary['test_rank'][d]:,}"]
 
 
 def test_resume_extends_a_run_exactly(tmp_path):

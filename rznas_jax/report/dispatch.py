@@ -22,7 +22,7 @@ def write_report(run_dir: str, out_dir: str | None = None, *, benchmark: str | N
   Args:
     run_dir: the folder.
     out_dir: where the HTML and its PNGs go; default ``run_dir/report``.
-    benchmark: NB201 table for a search's accuracy figures (default: the run's own).
+    benchmark: NB201 table for a search's accuracy figures (default: the run's own, else the packaged NATS-Bench table).
     embed: inline the figures in the HTML.
 
   Raises:

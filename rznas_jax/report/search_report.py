@@ -2,8 +2,8 @@
 
 Sections (their ``id`` in the page): ``summary``, ``scores`` (best and median population score
 against iteration and wall time), ``validity`` (invalid-reply rate over time, attempts by kind,
-the most common rejection reasons), ``accuracy`` (NB201 with a benchmark table: test accuracy of
-the population's best against iteration, the paper's Fig. 5, and proxy score against accuracy for
+the most common rejection reasons), ``accuracy`` (NB201, from the packaged NATS-Bench table or
+the one given: the found cell's test accuracy and rank, test accuracy of the population's best against iteration, the paper's Fig. 5, and proxy score against accuracy for
 every evaluated architecture), ``architecture`` (the answer drawn) and ``reflections`` (the last
 reflections).
 """
@@ -38,8 +38,9 @@ def _fmt(value: Any) -> str:
 
 
 def _benchmark(path: str | None):
+  """The NB201 table at ``path``, or the packaged NATS-Bench table when none is given."""
   from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
-  return nb201.BenchmarkTable.load(path)
+  return nb201.BenchmarkTable.load(path) if path else nb201.BenchmarkTable.packaged()
 
 
 def _summary_section(page: html.Page, run: run_folder.SearchRun, hist: history.PopulationHistory) -> None:
@@ -64,7 +65,9 @@ def _summary_section(page: html.Page, run: run_folder.SearchRun, hist: history.P
     if key in s:
       rows.append((key, html.escape(f"{s[key]:,.0f}")))
   for d, acc in (s.get("test_accuracy") or {}).items():
-    rows.append((f"NB201 test accuracy, {d}", html.escape(f"{acc:.2f} %")))
+    rank = (s.get("test_rank") or {}).get(d)
+    of = f" (rank {rank:,} of {s.get('benchmark_cells', 15625):,})" if rank else ""
+    rows.append((f"NB201 test accuracy, {d}", html.escape(f"{acc:.2f} %{of}")))
   llm = s.get("llm")
   if llm:
     rows.append(("LLM calls / tokens in / out / cost", html.escape(
@@ -129,12 +132,13 @@ def _accuracy_section(page, run, hist, benchmark, fig_dir, out_dir) -> int | Non
   if run.space != "nb201":
     page.paragraph(f"The {html.escape(run.space)} space has no benchmark table: no accuracies.", note=True)
     return None
-  if not benchmark:
-    page.paragraph("No benchmark table was given (config.benchmark, or --benchmark of "
-                   "launch/report.py): no accuracies.", note=True)
-    return None
   from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
   table = _benchmark(benchmark)
+  found = nb201.parse_genotype(hist.best_genotype[-1])
+  page.paragraph(html.escape(
+      f"The found cell (index {table.index(found)} of the {table.source} table): test accuracy " +
+      ", ".join(f"{d} {table.lookup([found], d)[0]:.2f} % (rank {table.rank(found, d):,} of "
+                f"{len(table):,})" for d in table.accuracy) + "; rank 1 = best, ties share a rank."))
   scored = history.evaluated(run.initial, run.trials)
   genotypes = [g for g, _ in scored]
   archs = [nb201.parse_genotype(g) for g in genotypes]
@@ -192,7 +196,7 @@ def write_search_report(run_dir: str, out_dir: str | None = None, *, benchmark: 
     run_dir: a search run folder (finished or not).
     out_dir: where the HTML and its PNGs go; default ``run_dir/report``.
     benchmark: an NB201 table (nats_bench.csv) for the accuracy figures; default the run's
-      ``config.benchmark``.
+      ``config.benchmark``, else the packaged NATS-Bench table.
     embed: inline the figures in the HTML instead of linking the PNGs (which are written anyway).
     reflections: how many of the last reflections to list.
 

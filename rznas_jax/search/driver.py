@@ -347,12 +347,15 @@ def summary(config, space, state: state_lib.SearchState, wall_seconds: float,
       "population_size": len(state.population), "wall_seconds": wall_seconds,
       **{k: v for k, v in space.costs(best.genotype).items()},
   }
-  if config.benchmark and config.space == "nb201":
+  if config.space == "nb201":  # the packaged table unless config.benchmark names another
     from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
     table = benchmark_table(config.benchmark)
     arch = nb201.parse_genotype(best.genotype)
+    out["benchmark"] = table.source
     out["benchmark_index"] = table.index(arch)
     out["test_accuracy"] = {d: float(table.lookup([arch], d)[0]) for d in table.accuracy}
+    out["test_rank"] = {d: table.rank(arch, d) for d in table.accuracy}  # 1 = best; ties share
+    out["benchmark_cells"] = len(table)
   if llm_stats is not None:
     out["llm"] = llm_stats
   return out
@@ -361,9 +364,11 @@ def summary(config, space, state: state_lib.SearchState, wall_seconds: float,
 _TABLES: dict[str, Any] = {}
 
 
-def benchmark_table(path: str):
-  """The NB201 table at ``path``, read once per process."""
+def benchmark_table(path: str | None):
+  """The NB201 table at ``path`` (empty: the packaged NATS-Bench table), read once per process."""
   from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
+  if not path:
+    return nb201.BenchmarkTable.packaged()
   if path not in _TABLES:
     _TABLES[path] = nb201.BenchmarkTable.load(path)
   return _TABLES[path]
@@ -398,8 +403,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     # Another host of a pod: score what the leader asks for, write nothing.
     distributed.serve_scoring(ProxyScorer(config, space).score_uncached)
     return {}
-  if config.benchmark:
-    benchmark_table(config.benchmark)  # a bad path fails now, not after the search
+  if config.benchmark or config.space == "nb201":
+    benchmark_table(config.benchmark)  # a bad path or a missing package file fails now, not later
   os.makedirs(workdir, exist_ok=True)
   _check_resumable(workdir, config)
   results.write_atomic(os.path.join(workdir, CONFIG_FILE),
