@@ -368,46 +368,46 @@ SHARED_FLAGS = ("space", "proxies", "data", "dataset", "seed", "batch_size", "st
 
 
 class ProxyProgress:
-  """A tqdm bar over every (cell, proxy) score, fed by ``NB201Scorer.score``'s ``progress``.
+  """A tqdm bar over every (cell, proxy) score, fed by a scorer's ``progress(count, label)``.
 
-  The scorer finishes one proxy for every cell before the next, in the order given, so the
-  running count also says when each proxy ended; `seconds` holds each proxy's wall time
-  (compilation included).
+  The bar is named after the proxy (or fused group "a+b") whose scores it is counting, as the
+  scorer reports it: scorers do not follow the order of the proxies given (NB201 scores the
+  analytic ones first). `seconds` holds each label's wall time, compilation included: the time
+  since the previous call is charged to the label of the current one.
   """
 
   def __init__(self, proxies: Sequence[str], num_archs: int):
-    self._proxies = list(proxies)
-    self._num_archs = num_archs
-    self._done = 0
-    self._finished = 0
+    self._label = None
     self._last = time.perf_counter()
     self.seconds: dict[str, float] = {}
-    self._bar = tqdm(total=num_archs * len(self._proxies), unit="score", dynamic_ncols=True,
-                     desc=self._proxies[0] if self._proxies else None)
+    self._bar = tqdm(total=num_archs * len(proxies), unit="score", dynamic_ncols=True)
 
   def start_clock(self) -> float:
     """Starts timing the first proxy now; returns the time."""
     self._last = time.perf_counter()
     return self._last
 
-  def __call__(self, count: int) -> None:
-    self._done += count
-    while (self._finished < len(self._proxies)
-           and self._done >= (self._finished + 1) * self._num_archs):
-      now = time.perf_counter()
-      self.seconds[self._proxies[self._finished]] = now - self._last
-      self._last = now
-      self._finished += 1
-      if self._finished < len(self._proxies):
-        self._bar.set_description(self._proxies[self._finished], refresh=False)
+  def __call__(self, count: int, label: str) -> None:
+    now = time.perf_counter()
+    self.seconds[label] = self.seconds.get(label, 0.0) + now - self._last
+    self._last = now
+    if label != self._label:
+      self._label = label
+      self._bar.set_description(label, refresh=False)
     self._bar.update(count)
+    if count == 0:
+      self._bar.refresh()  # a group starting: show its name before its (maybe long) first chunk
 
   def close(self) -> None:
     self._bar.close()
 
 
 def score_with_progress(scorer, proxies: Sequence[str], archs: Sequence[Any]) -> tuple[dict, dict]:
-  """Scores ``archs`` with a progress bar; returns ({proxy: scores}, timing in seconds)."""
+  """Scores ``archs`` with a progress bar; returns ({proxy: scores}, timing in seconds).
+
+  The timing's ``proxy_seconds`` is keyed like the bar: by proxy, or "a+b" for proxies the
+  scorer fused into one compiled function (their time cannot be split).
+  """
   progress = ProxyProgress(proxies, len(archs))
   start = progress.start_clock()
   try:

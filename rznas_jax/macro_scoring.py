@@ -357,7 +357,7 @@ class MacroScorer:
     return check_archs(self.space, archs)
 
   def score(self, archs: Sequence[Arch | str],
-            progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+            progress: Callable[[int, str], None] | None = None) -> dict[str, np.ndarray]:
     """Scores ``archs`` with every proxy; returns {proxy: float64 array in the order of archs}.
 
     Every proxy finishes every architecture before the next proxy starts (in the order given).
@@ -365,7 +365,8 @@ class MacroScorer:
 
     Args:
       archs: `Arch` values or structure strings, all in the space.
-      progress: called with the number of (architecture, proxy) scores just finished.
+      progress: called as ``progress(count, proxy)``: ``count`` (architecture, proxy) scores of
+        ``proxy`` just finished; ``count`` 0 when ``proxy`` starts.
 
     Raises:
       InvalidArchError: before any scoring, for the first architecture not in the space.
@@ -376,20 +377,22 @@ class MacroScorer:
       if spec.data == "none":
         out[spec.name] = np.array([spec.fn(self.space.costs(a)) for a in archs], np.float64)
         if progress:
-          progress(len(archs))
+          progress(len(archs), spec.name)
         continue
       with jax.enable_x64(spec.dtype == "float64"):
         out[spec.name] = self._score_one_proxy(spec, archs, progress)
     return out
 
   def _score_one_proxy(self, spec: ProxySpec, archs: list[Arch], progress) -> np.ndarray:
+    if progress:
+      progress(0, spec.name)
     distinct = list(dict.fromkeys(archs))
     if len(self.devices) > 1:
       done = self._score_on_devices(spec, distinct)
     else:
       done = {a: self._score_arch(spec, a, None) for a in distinct}
     if progress:
-      progress(len(archs))
+      progress(len(archs), spec.name)
     return np.array([done[a] for a in archs], np.float64)
 
   def _score_arch(self, spec: ProxySpec, arch: Arch, device: jax.Device | None) -> float:

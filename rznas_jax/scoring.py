@@ -250,12 +250,14 @@ class NB201Scorer:
 
   # --- public ------------------------------------------------------------------------------------
   def score(self, archs: Sequence[nb201.Arch],
-            progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+            progress: Callable[[int, str], None] | None = None) -> dict[str, np.ndarray]:
     """Scores ``archs`` with every proxy; returns {proxy: float64 array in the order of archs}.
 
     Args:
       archs: the cells.
-      progress: called with the number of (cell, proxy) scores just finished.
+      progress: called as ``progress(count, label)``: ``count`` (cell, proxy) scores of ``label``
+        (a proxy, or fused proxies "a+b") just finished; ``count`` 0 when ``label`` starts.
+        Analytic proxies come first, then the network groups, not the order of the proxies.
     """
     archs = list(archs)
     out = {}
@@ -263,7 +265,7 @@ class NB201Scorer:
       if spec.data == "none":
         out[spec.name] = np.array([spec.fn(self.setting.costs(a)) for a in archs], np.float64)
         if progress:
-          progress(len(archs))
+          progress(len(archs), spec.name)
     for group in self._groups():
       with jax.enable_x64(group[0].dtype == "float64"):
         out.update(self._score_group(group, archs, progress))
@@ -272,6 +274,8 @@ class NB201Scorer:
   def _score_group(self, group, archs, progress):
     fn = self._compiled(group)
     label = "+".join(spec.name for spec in group)
+    if progress:
+      progress(0, label)  # names the group while it compiles and scores its first chunk
     variables, batch = self._inputs(group[0])
     if self.prune and self.strategy == "switch" and all(spec.dead_edge_exact for spec in group):
       archs = [nb201.prune_dead_edges(a) for a in archs]  # same scores, less work
@@ -302,5 +306,5 @@ class NB201Scorer:
       for i, value in enumerate(values):
         scores[i, start:start + n] = np.reshape(np.asarray(value), -1)[:n]
       if progress:
-        progress(n * len(group))
+        progress(n * len(group), label)
     return {spec.name: scores[i] for i, spec in enumerate(group)}

@@ -7,6 +7,7 @@ machines without a display, in threads, and never changes the process's matplotl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Mapping, Sequence
 
@@ -28,10 +29,63 @@ def save(fig: Figure, path: str) -> str:
   return path
 
 
-def _finite_log_ok(values: np.ndarray) -> bool:
-  """Whether a log axis suits ``values``: all positive and spanning more than two decades."""
-  v = values[np.isfinite(values)]
-  return v.size > 0 and v.min() > 0 and v.max() / v.min() > 100
+WIDE_DECADES = 3.0  # scores whose magnitudes span more than this many decades get a log-type axis
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisScale:
+  """How to draw an axis of scores, chosen from the scores by `axis_scale`.
+
+  Attributes:
+    name: matplotlib's scale: "linear", "log" or "symlog".
+    label_suffix: words for the end of the axis label, e.g. " (log scale)"; "" when linear.
+    linthresh: for "symlog", the half-width of the linear band around 0; else None.
+  """
+  name: str
+  label_suffix: str = ""
+  linthresh: float | None = None
+
+
+def axis_scale(values: np.ndarray) -> AxisScale:
+  """Chooses a linear, log or symlog axis for ``values`` (NaN and ±inf ignored).
+
+  A linear axis unless the nonzero magnitudes span more than `WIDE_DECADES` decades: then
+  "log" when every value is positive (SynFlow's 1e20..1e48), and "symlog" when some are zero
+  or negative (a log axis cannot show them). The symlog axis is linear within ±10^k, the power of
+  ten at or below the smallest nonzero magnitude, so zeros sit at 0 and the rest are spread by
+  order of magnitude on either side. Scores that change sign but span few decades (-3..5) stay
+  linear, where they read best.
+
+  Args:
+    values: the scores to be drawn along the axis.
+
+  Returns:
+    The `AxisScale`; its ``label_suffix`` names any non-linear scale for the axis label.
+
+  Example:
+    >>> axis_scale(np.array([1e20, 3e35, 1e48])).name
+    'log'
+    >>> axis_scale(np.array([210.0, 640.0, 1180.0])).name
+    'linear'
+  """
+  v = np.asarray(values, np.float64).ravel()
+  v = v[np.isfinite(v)]
+  magnitudes = np.abs(v[v != 0])
+  if magnitudes.size < 2 or magnitudes.max() <= magnitudes.min() * 10 ** WIDE_DECADES:
+    return AxisScale("linear")
+  if v.min() > 0:
+    return AxisScale("log", " (log scale)")
+  linthresh = float(10 ** np.floor(np.log10(magnitudes.min())))  # a power of ten: ticks 0, 10^k, ...
+  return AxisScale("symlog", f" (symlog scale, linear within ±{linthresh:.0e})", linthresh)
+
+
+def _set_scale(ax, axis: str, scale: AxisScale) -> None:
+  """Sets ``ax``'s ``axis`` ("x" or "y") to ``scale``."""
+  setter = ax.set_xscale if axis == "x" else ax.set_yscale
+  if scale.name == "symlog":
+    setter("symlog", linthresh=scale.linthresh)
+  else:
+    setter(scale.name)
 
 
 def score_curves(best: np.ndarray, median: np.ndarray, seconds: np.ndarray | None, proxy: str,
@@ -48,6 +102,7 @@ def score_curves(best: np.ndarray, median: np.ndarray, seconds: np.ndarray | Non
   panels = 2 if seconds is not None else 1
   fig = Figure(figsize=(5.2 * panels, 3.6), layout="constrained")
   iterations = np.arange(best.size)
+  scale = axis_scale(np.concatenate([best, median]))
   xs = [(iterations, "iteration (mutation attempts)")]
   if seconds is not None:
     xs.append((seconds, "wall time (s)" + (f" — {time_note}" if time_note else "")))
@@ -56,9 +111,8 @@ def score_curves(best: np.ndarray, median: np.ndarray, seconds: np.ndarray | Non
     ax.step(x, best, where="post", label="best in population", color="tab:blue")
     ax.step(x, median, where="post", label="median of population", color="tab:orange")
     ax.set_xlabel(label)
-    ax.set_ylabel(f"{proxy} score")
-    if _finite_log_ok(np.concatenate([best, median])):
-      ax.set_yscale("log")
+    ax.set_ylabel(f"{proxy} score{scale.label_suffix}")
+    _set_scale(ax, "y", scale)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
   fig.suptitle("Population score during the search")
@@ -128,7 +182,7 @@ def scatter_panels(scores: np.ndarray, accuracies: Mapping[str, np.ndarray], pro
   scores = np.asarray(scores, np.float64)
   datasets = list(accuracies)
   fig = Figure(figsize=(4.4 * len(datasets), 3.6), layout="constrained")
-  log = _finite_log_ok(scores)
+  scale = axis_scale(scores)
   for k, d in enumerate(datasets):
     acc = np.asarray(accuracies[d], np.float64)
     tau = correlation.kendall_tau(scores, acc, nan_policy="omit")
@@ -139,9 +193,8 @@ def scatter_panels(scores: np.ndarray, accuracies: Mapping[str, np.ndarray], pro
       ax.scatter([scores[highlight]], [acc[highlight]], s=60, marker="*", color="tab:red",
                  label="search result", zorder=3)
       ax.legend(loc="lower right", fontsize=7)
-    if log:
-      ax.set_xscale("log")
-    ax.set_xlabel(f"{proxy} score")
+    _set_scale(ax, "x", scale)
+    ax.set_xlabel(f"{proxy} score{scale.label_suffix}")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{DATASET_LABELS.get(d, d)}: τ={tau:.3f}, ρ={rho:.3f} (n={np.isfinite(scores).sum()})",
                  fontsize=9)
@@ -174,14 +227,13 @@ def correlation_grid(scores: Mapping[str, np.ndarray], accuracies: Mapping[str, 
   fig = Figure(figsize=(4.2 * len(datasets), 3.3 * len(proxies)), layout="constrained")
   for i, p in enumerate(proxies):
     s = np.asarray(scores[p], np.float64)
-    log = _finite_log_ok(s)
+    scale = axis_scale(s)
     for j, d in enumerate(datasets):
       ax = fig.add_subplot(len(proxies), len(datasets), i * len(datasets) + j + 1)
       ax.scatter(s, np.asarray(accuracies[d], np.float64), s=6, alpha=0.4, color="tab:blue",
                  linewidths=0)
-      if log:
-        ax.set_xscale("log")
-      ax.set_xlabel(f"{p} score")
+      _set_scale(ax, "x", scale)
+      ax.set_xlabel(f"{p} score{scale.label_suffix}")
       ax.set_ylabel(f"{DATASET_LABELS.get(d, d)} accuracy (%)")
       ax.set_title(titles[i][j], fontsize=8)
       ax.grid(alpha=0.3)

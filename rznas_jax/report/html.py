@@ -20,6 +20,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 td, th { border: 1px solid #ccc; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } code { font-size: 0.9em; word-break: break-all; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; } .note { color: #666; }
+tr.has-detail td { border-bottom: none; background: #f8f8f8; } tr.detail td { border-top: none; padding: 0 7px 6px 2em; }
 """
 
 
@@ -62,12 +63,27 @@ class Page:
     self._parts.append(f"<p{cls}>{text_html}</p>")
 
   def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
-            raw: bool = False) -> None:
-    """Adds a table; cells are escaped unless ``raw`` (already HTML)."""
+            raw: bool = False, details: Sequence[Any] | None = None) -> None:
+    """Adds a table; cells are escaped unless ``raw`` (already HTML).
+
+    Args:
+      headers: the column headings.
+      rows: the cells, one sequence per row.
+      raw: the cells (and details) are already HTML.
+      details: one long text per row, drawn under its row across every column, so that prose
+        (a reflection) gets the table's width instead of one squeezed column; None for none.
+    """
     cell = (lambda v: str(v)) if raw else escape
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    body = []
+    for k, row in enumerate(rows):
+      cells = "".join(f"<td>{cell(v)}</td>" for v in row)
+      if details is None:
+        body.append(f"<tr>{cells}</tr>")
+      else:
+        body.append(f'<tr class="has-detail">{cells}</tr><tr class="detail">'
+                    f'<td colspan="{len(headers)}">{cell(details[k])}</td></tr>')
+    self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
   def image(self, path: str, alt: str, page_dir: str) -> None:
     """Adds the PNG at ``path`` (linked relative to ``page_dir``, or embedded)."""

@@ -184,8 +184,10 @@ def _reflections_section(page, run, count) -> None:
   rows = []
   for t in last:
     change = "—" if t.get("score") is None else _fmt(float(t["score"]) - float(t["parent_score"]))
-    rows.append((t["iteration"], t["kind"], t.get("child") or "—", change, t["reflection"]))
-  page.table(["iteration", "outcome", "child", "score change", "reflection"], rows)
+    rows.append((t["iteration"], t["kind"], t.get("child") or "—", change))
+  page.paragraph("Each reflection is under its attempt's row.", note=True)
+  page.table(["iteration", "outcome", "child", "score change"], rows,
+             details=[t["reflection"] for t in last])
 
 
 def write_search_report(run_dir: str, out_dir: str | None = None, *, benchmark: str | None = None,
