@@ -36,7 +36,8 @@ from launch.cli import (USAGE_EXIT_CODE, USER_ERRORS, enable_compilation_cache, 
 FLAGS = flags.FLAGS
 GAUSSIAN_DATA = "gaussian"
 
-flags.DEFINE_list("proxies", None, "Comma-separated proxy names, e.g. synflow,naswot.", required=True)
+flags.DEFINE_list("proxies", None, "Comma-separated proxy names or aggregates of them (az_nas, "
+                  "rank:a+b, rank_linear:a+b), e.g. synflow,naswot,az_nas.", required=True)
 flags.DEFINE_string("data", GAUSSIAN_DATA,
                     "'gaussian' (N(0,1) images, random labels), a CIFAR python-pickle directory or an "
                     ".npz file with 'images' (N, H, W, 3) uint8 and 'labels' (N,).")
@@ -322,17 +323,40 @@ def get_space(name: str):
 
 
 def check_proxies(names: Sequence[str]) -> list[str]:
-  """The ``--proxies`` list, checked against the registry (UnknownProxyError names the valid ones)."""
+  """The ``--proxies`` list: registered proxies or aggregates (``az_nas``, ``rank:a+b``), checked.
+
+  Raises:
+    ValueError: an empty list, a name listed twice, or a bad name (`fitness.FitnessError`, one
+      sentence naming the valid proxies).
+  """
+  from rznas_jax import fitness  # pylint: disable=g-import-not-at-top
   from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
   names = [n.strip() for n in names if n.strip()]
   if not names:
     raise ValueError(f"--proxies is empty; give one or more of {', '.join(proxy_lib.names())}.")
   for name in names:
-    proxy_lib.get(name)
+    fitness.parse(name, proxy_lib.names())
   repeated = sorted({n for n in names if names.count(n) > 1})
   if repeated:
     raise ValueError(f"proxy {repeated[0]!r} is listed more than once in --proxies.")
   return names
+
+
+def proxies_to_score(names: Sequence[str]) -> list[str]:
+  """The registered proxies that the ``--proxies`` names read (an aggregate's components)."""
+  from rznas_jax import fitness  # pylint: disable=g-import-not-at-top
+  from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
+  return fitness.components_of(fitness.parse(n, proxy_lib.names()) for n in names)
+
+
+def with_aggregates(names: Sequence[str], scores: dict) -> dict:
+  """``scores`` of the components plus every aggregate of ``names``, ranked among the scored
+  architectures (the reference set of ``launch.correlate`` and ``launch.score``), in the order
+  of ``names`` followed by components that were not named."""
+  from rznas_jax import fitness  # pylint: disable=g-import-not-at-top
+  from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
+  full = fitness.with_aggregates([fitness.parse(n, proxy_lib.names()) for n in names], scores)
+  return {name: full[name] for name in [*names, *(k for k in full if k not in names)]}
 
 
 def load_data(spec: str) -> data_lib.ImageSet | None:

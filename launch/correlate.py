@@ -48,14 +48,16 @@ def main(argv):
     proxies = common.check_proxies(FLAGS.proxies)
     out = common.prepare_out_dir(FLAGS.out)
     common.enable_compilation_cache(FLAGS.compilation_cache_dir)
-    scorer = space.scorer(proxies, images)
+    scored = common.proxies_to_score(proxies)  # an aggregate's components
+    scorer = space.scorer(scored, images)
   prepare_seconds = time.perf_counter() - start  # data, network init
-  scores, timing = common.score_with_progress(scorer, proxies, archs)
+  scores, timing = common.score_with_progress(scorer, scored, archs)
+  scores = common.with_aggregates(proxies, scores)  # ranked among the scored architectures
   accuracies = {d: table.lookup(archs, d) for d in space.benchmark_datasets()}
   report = correlation.correlation_report(scores, accuracies, nan_policy=FLAGS.nan_policy)
   settings = {**common.flag_settings(common.SHARED_FLAGS + ("num_archs", "benchmark", "nan_policy")),
               "num_archs": len(archs), "benchmark": table.source, "correlated_with": list(accuracies),
-              "nan_scores": {p: int(np.isnan(scores[p]).sum()) for p in proxies},
+              "nan_scores": {p: int(np.isnan(scores[p]).sum()) for p in scores},
               **common.environment(scorer)}
   timing.update(prepare_seconds=prepare_seconds, total_seconds=time.perf_counter() - start)
   genotypes = [space.genotype(a) for a in archs]

@@ -31,9 +31,11 @@ def main(argv):
     proxies = common.check_proxies(FLAGS.proxies)
     out = common.prepare_out_dir(FLAGS.out)
     common.enable_compilation_cache(FLAGS.compilation_cache_dir)
-    scorer = space.scorer(proxies, images)
+    scored = common.proxies_to_score(proxies)  # an aggregate's components
+    scorer = space.scorer(scored, images)
   prepare_seconds = time.perf_counter() - start  # data, network init
-  scores, timing = common.score_with_progress(scorer, proxies, archs)
+  scores, timing = common.score_with_progress(scorer, scored, archs)
+  scores = common.with_aggregates(proxies, scores)  # ranked among the scored architectures
   settings = {**common.flag_settings(common.SHARED_FLAGS + ("archs",)), "num_archs": len(archs),
               **common.environment(scorer)}
   timing.update(prepare_seconds=prepare_seconds, total_seconds=time.perf_counter() - start)

@@ -185,6 +185,9 @@ def real_batch(images: data_lib.ImageSet, batch_size: int, seed: int, resolution
   return x, images.labels[idx]
 
 
+MACRO_COSTS = ("params", "flops", "layers", "arch", "resolution", "convention")  # MacroSpace.costs
+
+
 class MacroScorer:
   """Scores macro architectures with registered proxies; one compile per (structure, proxy).
 
@@ -244,6 +247,11 @@ class MacroScorer:
     self.space = dataclasses.replace(space, **overrides) if overrides else space
     self.specs = [proxy_lib.get(p) for p in proxies]
     for spec in self.specs:
+      proxy_lib.base.check_costs(spec, MACRO_COSTS, self.space.name)
+      if spec.joint is not None:
+        raise ValueError(f"proxy {spec.name!r} reads every block's output, which the macro networks "
+                         f"do not report yet; in {self.space.name} use network proxies such as "
+                         "zen, zico, naswot, synflow, grad_norm, or an aggregate of them.")
       needed = CONVENTION_ONLY_PROXIES.get(spec.name)
       if needed is not None and self.space.convention != needed:
         raise ValueError(f"proxy {spec.name!r} is defined for the maedet_coco backbone space "

@@ -72,6 +72,8 @@ class NB201Setting:
   def model(self, arch: nb201.Arch | None = None) -> nb201_net.NB201Network:
     return nb201_net.NB201Network(arch, self.channels, self.cells_per_stage, self.num_classes)
 
+  COSTS = ("params", "flops")  # what `costs` counts, for analytic proxies
+
   def costs(self, arch: nb201.Arch) -> dict[str, float]:
     kw = dict(channels=self.channels, cells_per_stage=self.cells_per_stage, num_classes=self.num_classes)
     return {"params": float(nb201.count_params(arch, **kw)),
@@ -97,6 +99,42 @@ def gaussian_init(variables: dict, key: jax.Array) -> dict:
     return jnp.ones_like(leaf) if name == "scale" else jnp.zeros_like(leaf)
 
   return {**variables, "params": jax.tree_util.tree_map_with_path(fill, variables["params"])}
+
+
+def kaiming_init(variables: dict, key: jax.Array) -> dict:
+  """AZ-NAS's ``kaiming_normal_fanin_init``: conv/linear weights N(0, 2/fan_in), biases 0, BN 1/0.
+
+  ``fan_in`` is the product of a kernel's dimensions but the last (HWIO, or (in, out) for a dense
+  layer): PyTorch's ``kaiming_normal_(mode='fan_in', nonlinearity='relu')``.
+  """
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == "kernel":
+      std = np.sqrt(2.0 / np.prod(leaf.shape[:-1]))
+      return jnp.asarray((rng.standard_normal(leaf.shape) * std).astype(np.float32))
+    return jnp.ones_like(leaf) if name == "scale" else jnp.zeros_like(leaf)
+
+  return {**variables, "params": jax.tree_util.tree_map_with_path(fill, variables["params"])}
+
+
+def call_group(group, apply_fn, variables: dict, batch: Batch, key: jax.Array) -> tuple:
+  """Every proxy of ``group`` (specs) on one network; a joint function runs once for all its proxies.
+
+  Each proxy gets ``fold_in(key, crc32(name))``; a joint function ``fold_in(key, crc32(its name))``.
+  """
+  joint_values: dict = {}
+  out = []
+  for spec in group:
+    if spec.joint is None:
+      out.append(spec.fn(apply_fn, variables, batch, jax.random.fold_in(key, zlib.crc32(spec.name.encode()))))
+      continue
+    if spec.joint not in joint_values:
+      salt = zlib.crc32(spec.joint.__name__.encode())
+      joint_values[spec.joint] = spec.joint(apply_fn, variables, batch, jax.random.fold_in(key, salt))
+    out.append(joint_values[spec.joint][spec.name])
+  return tuple(out)
 
 
 class NB201Scorer:
@@ -127,6 +165,8 @@ class NB201Scorer:
                strategy: str = "auto", chunk_size: int = 8, fuse: bool = True,
                mesh: jax.sharding.Mesh | None = None, prune: bool = True):
     self.specs = [proxy_lib.get(p) for p in proxies]
+    for spec in self.specs:
+      proxy_lib.base.check_costs(spec, NB201Setting.COSTS, "nb201")
     self.prune = prune
     if mesh is not None and (mesh.axis_names != (CELL_AXIS,)):
       raise ValueError(f"the mesh must have the one axis {CELL_AXIS!r}, not {mesh.axis_names}; "
@@ -146,6 +186,7 @@ class NB201Scorer:
     self.compile_seconds: dict[str, float] = {}
     root = jax.random.key(seed)
     self._init_key, self._gauss_key, self._proxy_key = jax.random.split(root, 3)
+    self._kaiming_key = jax.random.fold_in(self._init_key, 1)  # a fourth purpose, old keys kept
     gx, gy = data_lib.gaussian_batch(batch_size, setting.resolution, setting.num_classes, seed)
     self._batches = {"gaussian": Batch(jnp.asarray(gx), jnp.asarray(gy))}
     if images is not None:
@@ -174,15 +215,11 @@ class NB201Scorer:
     if names in self._fns:
       return self._fns[names]
     make_apply = self._apply_factory()
-    salts = [zlib.crc32(n.encode()) for n in names]
 
     def one(variables, images, labels, key, one_hot):
       for n in names:
         self.trace_counts[n] = self.trace_counts.get(n, 0) + 1
-      apply_fn = make_apply(one_hot)
-      batch = Batch(images, labels)
-      return tuple(spec.fn(apply_fn, variables, batch, jax.random.fold_in(key, salt))
-                   for spec, salt in zip(group, salts))
+      return call_group(group, make_apply(one_hot), variables, Batch(images, labels), key)
 
     if self.mesh is not None:
       fn = self._sharded(one)
@@ -233,11 +270,12 @@ class NB201Scorer:
     return [tuple(g) for g in groups.values()]
 
   def variables(self, init: str) -> dict:
-    """The masked network's variables for ``init`` ("pytorch" or "gaussian"), made on first use."""
+    """The masked network's variables for ``init`` (`proxies.base.INITS`), made on first use."""
     if not self._variables:
       image_shape = (self.setting.resolution, self.setting.resolution, 3)
       base = nb201_net.init_variables(self.setting.model(None), self._init_key, image_shape)
-      self._variables = {"pytorch": base, "gaussian": gaussian_init(base, self._gauss_key)}
+      self._variables = {"pytorch": base, "gaussian": gaussian_init(base, self._gauss_key),
+                         "kaiming": kaiming_init(base, self._kaiming_key)}
     return self._variables[init]
 
   def _inputs(self, spec):

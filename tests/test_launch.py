@@ -200,6 +200,10 @@ BAD_INPUTS = [
     ("benchmark_without_columns", "correlate", ["--benchmark={tmp}/bad_table.csv"],
      ["bad_table.csv", "CIFAR10TestAccuracy200Epochs"]),
     ("bad_num_archs", "correlate", ["--num_archs=lots"], ["lots", "all"]),
+    # Aggregates (rznas_jax.fitness) and analytic proxies in a space lacking their costs.
+    ("unknown_component", "score", ["--proxies=rank:synflow+synflaw"], ["synflaw", "synflow"]),
+    ("aggregate_of_one", "score", ["--proxies=rank:synflow"], ["rank:synflow", "at least two"]),
+    ("analytic_cost_missing", "score", ["--proxies=maedet"], ["maedet", "'arch'", "nb201"]),
 ]
 
 
