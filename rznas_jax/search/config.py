@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from rznas_jax import fitness as fitness_lib
 from rznas_jax import proxies as proxy_lib
 from rznas_jax.search import spaces as spaces_lib
 from rznas_jax.search import state as state_lib
@@ -28,7 +29,7 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.space = "nb201"
-  c.proxy = "synflow"
+  c.proxy = "synflow"  # the fitness: a proxy, az_nas, or rank:a+b[+...] (`rznas_jax.fitness`)
   # Images for proxies that want real data: 'gaussian', a CIFAR directory or an .npz file.
   c.data = "gaussian"
   c.dataset = "cifar10"  # nb201: the network's classes and input size; also the normalisation
@@ -89,8 +90,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.space not in spaces_lib.SPACE_NAMES:
     raise ConfigError(f"config.space {config.space!r} is unknown; valid: "
                       f"{', '.join(spaces_lib.SPACE_NAMES)}.")
-  if config.proxy not in proxy_lib.names():
-    raise ConfigError(f"config.proxy {config.proxy!r} is unknown; valid: {', '.join(proxy_lib.names())}.")
+  try:
+    fitness_of(config)
+  except fitness_lib.FitnessError as e:
+    raise ConfigError(f"config.proxy: {e}") from None
   if config.space == "nb201" and config.dataset not in nb201.DATASET_SHAPES:
     raise ConfigError(f"config.dataset {config.dataset!r} is not an NB201 dataset; valid: "
                       f"{', '.join(nb201.DATASET_SHAPES)}.")
@@ -110,6 +113,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.space == "nb201" and s.population > nb201.NUM_ARCHS:
     raise ConfigError(f"config.search.population {s.population} exceeds the {nb201.NUM_ARCHS} "
                       "NB201 cells.")
+
+
+def fitness_of(config: ml_collections.ConfigDict) -> fitness_lib.Fitness:
+  """The fitness ``config.proxy`` names: one proxy, or an aggregate of several.
+
+  Raises:
+    FitnessError: a name that is no proxy and no valid aggregate.
+  """
+  return fitness_lib.parse(config.proxy, proxy_lib.names())
 
 
 def make_space(config: ml_collections.ConfigDict) -> spaces_lib.SearchSpace:

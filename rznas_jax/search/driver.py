@@ -6,7 +6,8 @@ One step (K = ``search.proposals_per_step`` attempts):
 2. K mutation prompts go to the LLM at once (`LLMClient.complete_many`), or, for the
    ``random`` baseline, the space's random mutation makes the K children;
 3. replies are parsed and checked (`replies.parse_mutation_reply`; nothing is executed);
-4. the valid, new children are scored together in one call of the proxy harness;
+4. the valid, new children are scored together in one call of the proxy harness (every
+   component of an aggregate fitness; the children's aggregates are then taken over the archive);
 5. K reflection prompts go to the LLM at once (LLM mode, reflection on);
 6. `state.apply_step` gives the next state (pure), whose trials are appended to
    ``trials.jsonl`` and which is checkpointed atomically.
@@ -18,10 +19,12 @@ The run folder:
 * ``checkpoint.json`` — the state without its trials, rewritten atomically after each step;
 * ``trials.jsonl`` — every attempt, one JSON line each; a line written after the last
   checkpoint (a crash between the two writes) is dropped on resume;
-* ``scores.jsonl`` — every proxy score as soon as it is computed, so that a crash loses no
-  completed evaluation (the resumed run reads them back instead of scoring again);
+* ``scores.jsonl`` — every proxy score as soon as it is computed (for an aggregate fitness,
+  every component's), so that a crash loses no completed evaluation (the resumed run reads them
+  back instead of scoring again);
 * ``llm_log.jsonl`` — every LLM exchange (`rznas_jax.llm`), the input of ``replay:``;
-* ``summary.json`` — the result (best architecture, score, costs, accuracies, rates, timing);
+* ``summary.json`` — the result (best architecture, score, costs, accuracies, rates, timing,
+  the duplicate attempts; for an aggregate fitness, the best member's component scores);
 * ``timeline.jsonl`` — ``{"iteration", "wall_seconds"}`` after the initial population and after
   each step, for plots against wall time (not read back: timings are not part of the state).
 
@@ -36,6 +39,7 @@ LLM and writes every file; every process scores its share of each batch of child
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -73,33 +77,39 @@ class SearchAborted(RuntimeError):
 
 
 class ProxyScorer:
-  """Scores genotypes of the run's space with the run's proxy, through the compiled harness.
+  """Scores genotypes of the run's space with every component of the run's fitness (the proxy
+  alone, or each proxy of an aggregate), through the compiled harness.
 
-  A score computed once is appended to ``scores_path`` at once and never computed again within
-  the run (nor after a resume).
+  Calling it gives an (n, C) float64 array, one column per component (C = 1 for a single
+  proxy). A genotype's scores, computed once, are appended to ``scores_path`` at once and never
+  computed again within the run (nor after a resume): a single proxy's line is
+  ``{"genotype", "score"}``, an aggregate's ``{"genotype", "scores": {component: score}}``, with
+  'nan'/'inf' as text.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, space: spaces_lib.SearchSpace,
                scores_path: str | None = None):
     from rznas_jax import data as data_lib  # pylint: disable=g-import-not-at-top
     images = None if config.data == "gaussian" else data_lib.load_images(config.data)
+    self.components = config_lib.fitness_of(config).components
     if isinstance(space, spaces_lib.NB201SearchSpace):
       from rznas_jax import scoring  # pylint: disable=g-import-not-at-top
       from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
       setting = scoring.NB201Setting(space.dataset, space.channels, space.cells_per_stage)
-      self._scorer = scoring.NB201Scorer([config.proxy], setting, images=images,
+      self._scorer = scoring.NB201Scorer(list(self.components), setting, images=images,
                                          batch_size=config.batch_size, seed=config.seed,
                                          strategy=config.nb201.strategy)
       self._to_arch = nb201.parse_genotype
     else:
       from rznas_jax import macro_scoring  # pylint: disable=g-import-not-at-top
-      self._scorer = macro_scoring.MacroScorer([config.proxy], space.space, images=images,
+      self._scorer = macro_scoring.MacroScorer(list(self.components), space.space, images=images,
                                                batch_size=config.batch_size, seed=config.seed)
       self._to_arch = lambda g: g
     self.proxy = config.proxy
     self.scores_path = scores_path
-    self.compute = self.score_uncached  # replaced by a multi-process scorer on a pod's leader
-    self.cache: dict[str, float] = {}
+    self.compute = self.score_components  # replaced by a multi-process scorer on a pod's leader
+    self.cache: dict[str, tuple[float, ...]] = {}
+    self._round: tuple[int, np.ndarray] | None = None
     if scores_path and os.path.exists(scores_path):
       with open(scores_path) as f:
         for line in f:
@@ -107,26 +117,57 @@ class ProxyScorer:
             entry = json.loads(line)
           except json.JSONDecodeError:
             continue  # a line cut short by a crash
-          self.cache[entry["genotype"]] = float(entry["score"])  # 'nan'/'inf' as text
+          scores = entry.get("scores", {self.components[0]: entry.get("score")})
+          if all(scores.get(c) is not None for c in self.components):
+            self.cache[entry["genotype"]] = tuple(float(scores[c]) for c in self.components)
+
+  def score_components(self, genotypes: Sequence[str]) -> np.ndarray:
+    """Every component's scores of ``genotypes`` on this process, (n, C); no cache, no file."""
+    scores = self._scorer.score([self._to_arch(g) for g in genotypes])
+    return np.stack([np.asarray(scores[c], np.float64) for c in self.components], axis=1)
 
   def score_uncached(self, genotypes: Sequence[str]) -> np.ndarray:
-    """The proxy's scores of ``genotypes`` on this process, no cache, no file."""
-    return self._scorer.score([self._to_arch(g) for g in genotypes])[self.proxy]
+    """One score per genotype on this process, no cache, no file: the unit that
+    `rznas_jax.distributed` gathers across processes.
+
+    A single proxy's scores. For an aggregate, C calls with the same genotypes return the C
+    components in turn (the first call of such a round scores them all): the leader asks C
+    times per batch and every other process answers the same calls, in the same order.
+    """
+    if len(self.components) == 1:
+      return self.score_components(genotypes)[:, 0]
+    if self._round is None or self._round[0] == len(self.components):
+      self._round = (0, self.score_components(genotypes))
+    i, scores = self._round
+    self._round = (i + 1, scores)
+    return scores[:, i]
+
+  def score_in_rounds(self, score_one: Callable[[Sequence[str]], np.ndarray],
+                      genotypes: Sequence[str]) -> np.ndarray:
+    """(n, C) from C calls of ``score_one`` (`score_uncached` behind a `distributed.LeaderScorer`)."""
+    return np.stack([np.asarray(score_one(genotypes), np.float64) for _ in self.components], axis=1)
+
+  def _line(self, genotype: str, scores: tuple[float, ...]) -> dict[str, Any]:
+    if len(self.components) == 1:
+      return {"genotype": genotype, "score": _to_json_float(scores[0])}
+    return {"genotype": genotype,
+            "scores": {c: _to_json_float(s) for c, s in zip(self.components, scores)}}
 
   def __call__(self, genotypes: Sequence[str]) -> np.ndarray:
     todo = [g for g in dict.fromkeys(genotypes) if g not in self.cache]
+    width = len(self.components)
     if todo:
-      scores = self.compute(todo)
+      scores = np.asarray(self.compute(todo), np.float64).reshape(len(todo), width)
       lines = []
-      for g, s in zip(todo, scores):
-        self.cache[g] = float(s)
-        lines.append(json.dumps({"genotype": g, "score": _to_json_float(float(s))}) + "\n")
+      for g, row in zip(todo, scores):
+        self.cache[g] = tuple(float(s) for s in row)
+        lines.append(json.dumps(self._line(g, self.cache[g])) + "\n")
       if self.scores_path:
         with open(self.scores_path, "a") as f:
           f.writelines(lines)
           f.flush()
           os.fsync(f.fileno())
-    return np.array([self.cache[g] for g in genotypes], np.float64)
+    return np.array([self.cache[g] for g in genotypes], np.float64).reshape(len(genotypes), width)
 
 
 def _to_json_float(x: float) -> float | str:
@@ -215,6 +256,7 @@ class _Attempt:
   mutation_call: str | None = None
   reflection: str | None = None
   reflection_call: str | None = None
+  components: tuple[float, ...] | None = None
 
 
 class Searcher:
@@ -224,8 +266,9 @@ class Searcher:
                scorer: Callable[[Sequence[str]], np.ndarray], client: Any | None):
     self.config = config
     self.space = space
-    self.scorer = scorer
+    self.scorer = scorer  # genotypes -> (n, C) scores of the fitness's components
     self.client = client
+    self.fitness = config_lib.fitness_of(config)
     p = config.prompt
     self.options = prompts.PromptOptions(code=p.code, text=p.text, example=p.example,
                                          system_reflection=p.system_reflection,
@@ -242,9 +285,12 @@ class Searcher:
         if a.child is None:
           a.kind, a.error = "invalid", f"The child {child} is not valid: " + " ".join(reasons)
       return
-    requests = [prompts.mutation_request(self.space, self.config.proxy, a.proposal.parent.genotype,
-                                         a.proposal.parent.score, state.memory, self.options,
-                                         temperature=a.proposal.temperature, seed=a.proposal.seed)
+    requests = [prompts.mutation_request(
+        self.space, self.config.proxy, a.proposal.parent.genotype, a.proposal.parent.score,
+        state.memory, self.options, temperature=a.proposal.temperature, seed=a.proposal.seed,
+        history=state_lib.parent_history(state, a.proposal.parent,
+                                         self.space.neighbours(a.proposal.parent.genotype),
+                                         self.fitness))
                 for a in attempts]
     for a, response in zip(attempts, self.client.complete_many(requests)):
       if isinstance(response, Exception):
@@ -255,8 +301,16 @@ class Searcher:
       a.child, a.kind, a.error = parsed.genotype, parsed.kind, parsed.error
 
   def _score(self, state, attempts: list[_Attempt]) -> int:
+    aggregate = self.fitness.is_aggregate
     members = {m.genotype for m in state.population}
-    known = state.known_scores()
+    known = state.archive() if aggregate else state.known_scores()
+
+    def take(a, scores):  # a known or new child's proxy score, or its components
+      if aggregate:
+        a.components = tuple(float(x) for x in scores)
+      else:
+        a.score = float(scores)
+
     batch: list[str] = []
     for a in attempts:
       if a.kind != "ok":
@@ -266,16 +320,25 @@ class Searcher:
         a.error = (f"The child {a.child} is already in the population (or is the parent); "
                    "propose an architecture that is not there yet.")
         if a.child in known:
-          a.score = known[a.child]
+          take(a, known[a.child])
       elif a.child in known:
-        a.score = known[a.child]  # seen before, dropped since: its score is known
+        take(a, known[a.child])  # seen before, dropped since: its score is known
       else:
         batch.append(a.child)
     if batch:
       scores = dict(zip(batch, self.scorer(batch)))
       for a in attempts:
-        if a.kind == "ok" and a.child in scores:
-          a.score = float(scores[a.child])
+        if a.child in scores and (a.kind == "ok" or (aggregate and a.kind == "duplicate")):
+          take(a, scores[a.child] if aggregate else scores[a.child][0])
+    if aggregate:
+      # Each child's aggregate in the archive of this step, as `state.apply_step` will find it; a
+      # non-finite component is no failure, it ranks lowest.
+      archive = state_lib.step_archive(state, ((a.child, a.components) for a in attempts))
+      step_scores = state_lib.archive_scores(archive, self.fitness)
+      for a in attempts:
+        if a.components is not None:
+          a.score = step_scores[a.child]
+      return len(batch)
     for a in attempts:
       if a.kind == "ok" and not math.isfinite(a.score):
         a.kind, a.error = "proxy_failed", (f"The proxy {self.config.proxy} returned {a.score} for "
@@ -316,9 +379,10 @@ class Searcher:
         parent_score=a.proposal.parent.score, child=a.child, score=a.score, kind=a.kind,
         error=a.error, added=False, temperature=a.proposal.temperature if llm else None,
         reflection=a.reflection, mutation_call=a.mutation_call,
-        reflection_call=a.reflection_call) for a in attempts]
+        reflection_call=a.reflection_call, components=a.components) for a in attempts]
     return state_lib.apply_step(state, trials, population_size=s.population,
-                                memory_size=max(self.options.memory, 1), evaluations=evaluations)
+                                memory_size=max(self.options.memory, 1), evaluations=evaluations,
+                                fitness=self.fitness)
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -328,7 +392,11 @@ def initial_state(config, space, scorer) -> state_lib.SearchState:
   state_key, population_key = state_lib.initial_key(config.seed)
   population = space.random_population(config.search.population, state_lib.numpy_rng(population_key))
   scores = scorer(population)
-  scored = [(g, float(s)) for g, s in zip(population, scores) if math.isfinite(s)]
+  fitness = config_lib.fitness_of(config)
+  if fitness.is_aggregate:  # every member stays: a non-finite component ranks lowest
+    return state_lib.init_state([(g, tuple(map(float, row))) for g, row in zip(population, scores)],
+                                state_key, fitness)
+  scored = [(g, float(s)) for g, s in zip(population, scores[:, 0]) if math.isfinite(s)]
   if len(scored) < len(population):
     logging.warning("%d initial members got a non-finite %s score and were left out.",
                     len(population) - len(scored), config.proxy)
@@ -415,7 +483,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
   scorer = ProxyScorer(config, space, os.path.join(workdir, SCORES_FILE))
   leader = None
   if jax.process_count() > 1:
-    leader = scorer.compute = distributed.LeaderScorer(scorer.score_uncached)
+    leader = distributed.LeaderScorer(scorer.score_uncached)
+    scorer.compute = functools.partial(scorer.score_in_rounds, leader)
   try:
     return _search(config, workdir, space, scorer, client, progress, on_step)
   finally:
@@ -461,5 +530,19 @@ def _search(config, workdir, space, scorer, client, progress, on_step) -> dict[s
   _save(workdir, state, (), wall)
   stats = client.stats() if client is not None and hasattr(client, "stats") else None
   out = summary(config, space, state, wall, stats)
+  out.update(search_statistics(config, state))
   results.write_json(os.path.join(workdir, SUMMARY_FILE), out)
+  return out
+
+
+def search_statistics(config, state: state_lib.SearchState) -> dict[str, Any]:
+  """What ``summary.json`` says beside the result: the wasted attempts, and for an aggregate
+  fitness its definition and the best member's score on each component."""
+  out: dict[str, Any] = {"duplicate_attempts": state.duplicate_attempts,
+                         "duplicate_rate": state.duplicate_rate}
+  fitness = config_lib.fitness_of(config)
+  if fitness.is_aggregate:
+    out["fitness"] = fitness.describe()
+    out["best_components"] = {c: _to_json_float(v)
+                              for c, v in zip(fitness.components, state.best.components)}
   return out

@@ -5,7 +5,10 @@ allowed operations (each a sentence *and* the source of our own Flax code, read 
 that it never drifts), the internal reflection paragraph, the network-construction rules and code,
 what a mutation may change, the zero-cost proxy with its source, the reply format and an
 in-context example; then a user turn with the parent as JSON (``arch``, proxy ``type``,
-``score``) and the reflection memory. The reflection prompt gives (parent, child, scores,
+``score``), what the search knows around the parent (`ParentHistory`: for an aggregate fitness
+the parent's score on each component and its percentile, the parent's children already
+evaluated, its evaluated one-edit neighbours; each section only when it has lines) and the
+reflection memory. The reflection prompt gives (parent, child, scores,
 exception) and asks for advice (Fig. 1 of the paper).
 
 Every part can be switched off for the paper's ablations (`PromptOptions`). Prompts are pure
@@ -21,6 +24,7 @@ import json
 import math
 from typing import Sequence
 
+from rznas_jax import fitness as fitness_lib
 from rznas_jax import proxies as proxy_lib
 from rznas_jax.llm.base import Message, Request
 from rznas_jax.search import spaces as spaces_lib
@@ -29,6 +33,9 @@ MUTATION = "mutation"
 REFLECTION = "reflection"
 REFLECTION_HEADER = "# Reflection from previous iterations"
 EARLIER_HEADER = "# Earlier reflections"
+COMPONENTS_HEADER = "# The parent's proxy scores"
+TRIED_HEADER = "# Children of this parent evaluated before"
+NEIGHBOURS_HEADER = "# One-edit neighbours of the parent evaluated before"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +58,25 @@ class PromptOptions:
   reflection: bool = True
   memory: int = 1
   max_output_tokens: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ParentHistory:
+  """What the search knows around a parent, beyond its score (`state.parent_history`).
+
+  Attributes:
+    components: ``(component, score, percentile)`` for each component of an aggregate fitness
+      (the percentile among the evaluated architectures, 100 = the best); () for a single proxy.
+    evaluated: how many architectures were evaluated (the percentiles' reference set).
+    tried: ``(child, score)``: the parent's last children that were evaluated, oldest first
+      (score None: the proxy failed on it).
+    neighbours: ``(genotype, score)``: the parent's one-edit neighbours already evaluated and not
+      in ``tried``.
+  """
+  components: tuple[tuple[str, float, float], ...] = ()
+  evaluated: int = 0
+  tried: tuple[tuple[str, float | None], ...] = ()
+  neighbours: tuple[tuple[str, float | None], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +104,47 @@ def _fenced(code: str, lang: str = "python") -> str:
   return f"```{lang}\n{code}\n```"
 
 
+@functools.lru_cache(maxsize=64)
+def parse_fitness(name: str) -> fitness_lib.Fitness:
+  """The fitness ``name`` names (a proxy, ``az_nas``, ``rank:a+b``...), against the registry."""
+  return fitness_lib.parse(name, proxy_lib.names())
+
+
+def _number(value: float | None) -> str:
+  if value is None:
+    return "failed"
+  return f"{value:.6g}" if math.isfinite(value) else repr(float(value))
+
+
+def _proxy_section(fitness: fitness_lib.Fitness, options: PromptOptions) -> list[str]:
+  """The system prompt's "# Zero-cost proxy" section: the proxy and its code, or the aggregate
+  and the code of each component."""
+  if not fitness.is_aggregate:
+    spec = proxy_lib.get(fitness.components[0])
+    parts = [f"The zero-cost proxy is {spec.name}; a higher score is better."]
+    if options.code:
+      parts += ["Its code:", _fenced(spaces_lib.source_of(spec.fn))]
+    return parts
+  parts = [f"The fitness aggregates several zero-cost proxies by rank: {fitness.describe()}. "
+           "The score is that aggregate; a higher score is better, and a child gains by ranking "
+           "higher on each component. Ranks change as architectures are evaluated, so a score "
+           "can fall without its architecture changing. The user turn lists the parent's score "
+           "on each component and its percentile among the evaluated architectures."]
+  for name in fitness.components:
+    parts.append(f"## {name}")
+    if options.code:
+      parts.append(_fenced(spaces_lib.source_of(proxy_lib.get(name).fn)))
+  return parts
+
+
 @functools.lru_cache(maxsize=32)
 def mutation_system_prompt(space: spaces_lib.SearchSpace, proxy: str, options: PromptOptions) -> str:
-  """The system turn of a mutation request (cached: it depends on nothing that changes)."""
-  spec = proxy_lib.get(proxy)
+  """The system turn of a mutation request (cached: it depends on nothing that changes).
+
+  ``proxy`` is the fitness name: a proxy or an aggregate (`rznas_jax.fitness`).
+  """
+  fitness = parse_fitness(proxy)
+  name = fitness.name
   parts = [
       "# Role and task",
       "You are an expert in zero-cost neural architecture search and in evolutionary algorithms. "
@@ -119,19 +182,16 @@ def mutation_system_prompt(space: spaces_lib.SearchSpace, proxy: str, options: P
             "Change the parent by replacing operations with others from the list and, where the "
             "space has them, by changing their parameters. Keep the child a valid member of the "
             "space: a reply that breaks a rule is rejected and the attempt is lost.",
-            "", "# Zero-cost proxy",
-            f"The zero-cost proxy is {spec.name}; a higher score is better."]
-  if options.code:
-    parts += ["Its code:", _fenced(spaces_lib.source_of(spec.fn))]
+            "", "# Zero-cost proxy", *_proxy_section(fitness, options)]
   parts += ["", "# Reply format",
             'Reply with one JSON object in a ```json fence: {"arch": "<child genotype>", '
-            f'"type": "{spec.name}", "score": <your guess>}}. Nothing else is read from the '
+            f'"type": "{name}", "score": <your guess>}}. Nothing else is read from the '
             "reply; do not send code."]
   if options.example:
     parent, child, why = space.example()
     parts += ["", "# Example", "User:", "Mutate the below architecture.",
-              _fenced(parent_json(parent, spec.name, 1.0), "json"), "Assistant:",
-              _fenced(parent_json(child, spec.name, 2.0), "json"),
+              _fenced(parent_json(parent, name, 1.0), "json"), "Assistant:",
+              _fenced(parent_json(child, name, 2.0), "json"),
               f"<Thinking>\n{why}\n</Thinking>"]
   return "\n".join(parts)
 
@@ -141,11 +201,33 @@ def reflection_lines(memory: Sequence[Reflection], k: int) -> list[str]:
   return [f"{i}. {r.text}" for i, r in enumerate(recent, 1)]
 
 
+def history_lines(history: ParentHistory) -> list[str]:
+  """The user turn's sections on what the search knows around the parent; a section with no
+  lines is left out, so a fresh parent's prompt is as short as it can be."""
+  out: list[str] = []
+  if history.components:
+    out += [COMPONENTS_HEADER,
+            f"Percentiles are among the {history.evaluated} architectures evaluated so far "
+            "(100 = the best)."]
+    out += [f"- {name}: {_number(value)} (percentile {pct:.1f})"
+            for name, value, pct in history.components]
+  if history.tried:
+    out += [TRIED_HEADER, "Scored already; proposing one again wastes the attempt."]
+    out += [f"{i}. {g} (score {_number(s)})" for i, (g, s) in enumerate(history.tried, 1)]
+  if history.neighbours:
+    out += [NEIGHBOURS_HEADER, "These cells differ from the parent on one edge and were scored "
+            "already; prefer a change not listed here."]
+    out += [f"{i}. {g} (score {_number(s)})" for i, (g, s) in enumerate(history.neighbours, 1)]
+  return out
+
+
 def mutation_request(space: spaces_lib.SearchSpace, proxy: str, parent: str, score: float,
                      memory: Sequence[Reflection], options: PromptOptions, *, temperature: float,
-                     seed: int) -> Request:
-  """The request that asks the LLM to mutate ``parent`` (scored ``score`` by ``proxy``)."""
+                     seed: int, history: ParentHistory = ParentHistory()) -> Request:
+  """The request that asks the LLM to mutate ``parent`` (scored ``score`` by the fitness
+  ``proxy``), with what the search knows around it (``history``)."""
   user = ["Mutate the below architecture.", _fenced(parent_json(parent, proxy, score), "json")]
+  user += history_lines(history)
   lines = reflection_lines(memory, options.memory) if options.reflection else []
   if lines:
     user += [REFLECTION_HEADER, *lines]

@@ -57,6 +57,9 @@ class SearchSpace(Protocol):
   def edits(self, parent: str, child: str) -> list[str]:
     ...
 
+  def neighbours(self, genotype: str) -> list[str]:
+    """Every architecture one edit away, for a space small enough to list them; else []."""
+
   def operations(self) -> list[Operation]:
     ...
 
@@ -121,6 +124,13 @@ class NB201SearchSpace:
     """``from->to`` for every edge whose op changed, e.g. ``skip_connect->nor_conv_3x3``."""
     a, b = nb201.parse_genotype(parent), nb201.parse_genotype(child)
     return [f"{x}->{y}" for x, y in zip(a.ops, b.ops) if x != y]
+
+  def neighbours(self, genotype: str) -> list[str]:
+    """The 24 cells that differ from ``genotype`` on one edge, edge by edge, ops in `nb201.OPS`
+    order."""
+    ops = nb201.parse_genotype(genotype).ops
+    return [self.apply_edit(genotype, e, op) for e, current in enumerate(ops) for op in nb201.OPS
+            if op != current]
 
   def apply_edit(self, genotype: str, edge: int, op: str) -> str:
     ops = list(nb201.parse_genotype(genotype).ops)
@@ -240,6 +250,11 @@ class MacroSearchSpace:
     if len(a) != len(b):
       out.append("more_blocks" if len(b) > len(a) else "fewer_blocks")
     return out
+
+  def neighbours(self, genotype: str) -> list[str]:
+    """[]: a macro structure's one-edit changes (widths, depths, block types) are too many to list."""
+    del genotype
+    return []
 
   def operations(self) -> list[Operation]:
     text = {line.split("(")[0]: line for line in self.space.description().splitlines()

@@ -9,33 +9,80 @@ the step's attempts. Neither talks to the world; `rznas_jax.search.driver.run` d
 Population rules (METHOD.md §2.1): steady state; a valid, new child is appended and the lowest
 score is dropped once the population exceeds N (the first of equal lowest scores, i.e. the
 oldest); a child already in the population is not added again (§3.3 decision).
+
+With an aggregate fitness (`rznas_jax.fitness`, e.g. ``rank:synflow+naswot+flops`` or ``az_nas``)
+a member's score is not a number of its own but its rank aggregate over the *archive*, every
+architecture evaluated so far (the initial population and every child scored; a child seen
+before is not added twice). Members and trials then carry their component scores; after each
+step the archive takes the step's children, every member is rescored against it, and the worst
+are dropped until N remain (ties: the oldest first). A trial's score is its child's aggregate in
+the archive of its step; its parent score is the parent's when the step was planned.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from rznas_jax.search.prompts import Reflection
+from rznas_jax import fitness as fitness_lib
+from rznas_jax.search.prompts import ParentHistory, Reflection
 
 # Kinds of attempt. The first group are rejected replies (the invalid-reply rate counts them).
 REJECTED_KINDS = ("empty", "no_json", "no_arch", "invalid")
 OTHER_KINDS = ("ok", "duplicate", "proxy_failed", "llm_failed")
 KINDS = REJECTED_KINDS + OTHER_KINDS
+# Attempts whose child reached the proxy (or its cache): the child counts as evaluated.
+EVALUATED_KINDS = ("ok", "duplicate", "proxy_failed")
+TRIED_SHOWN = 8  # children of a parent that its mutation prompt lists
 TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)  # METHOD.md §2.4: one drawn per call
 _SEED_RANGE = 2**31 - 1
 
 
+Components = tuple[float, ...]
+
+
+def components_to_json(components: Components | None) -> list[float | str] | None:
+  """Component scores as JSON: non-finite values as text (``'-inf'``, ``'nan'``), as in
+  ``scores.jsonl``, so that the file is strict JSON and reads back exactly."""
+  if components is None:
+    return None
+  return [float(x) if math.isfinite(x) else repr(float(x)) for x in components]
+
+
+def components_from_json(value: Sequence[float | str] | None) -> Components | None:
+  return None if value is None else tuple(float(x) for x in value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Member:
-  """A population member: its genotype, proxy score and the iteration it was added (-1: initial)."""
+  """A population member: its genotype, score and the iteration it was added (-1: initial).
+
+  Attributes:
+    genotype: its canonical genotype.
+    score: the proxy's score, or for an aggregate fitness its aggregate over the archive as of
+      the last step.
+    born: the iteration that added it (-1: the initial population).
+    components: for an aggregate fitness, its score on each component (aligned with
+      ``Fitness.components``); None for a single proxy.
+  """
   genotype: str
   score: float
   born: int
+  components: Components | None = None
+
+  def to_json(self) -> dict[str, Any]:
+    d: dict[str, Any] = {"genotype": self.genotype, "score": self.score, "born": self.born}
+    if self.components is not None:
+      d["components"] = components_to_json(self.components)
+    return d
+
+  @classmethod
+  def from_json(cls, d: dict[str, Any]) -> "Member":
+    return cls(d["genotype"], d["score"], d["born"], components_from_json(d.get("components")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,15 +109,17 @@ class Trial:
 
   Attributes:
     iteration: 0-based index of the attempt.
-    parent, parent_score: the parent.
+    parent, parent_score: the parent, and its score when the step was planned.
     child: the child's canonical genotype when the reply named a valid one, else None.
-    score: the child's proxy score when it was scored, else None.
+    score: the child's proxy score when it was scored, else None (an aggregate fitness: the
+      child's aggregate in the archive after its step).
     kind: one of `KINDS`.
     error: why the attempt produced no new member (for reflection), else None.
     added: whether the child entered the population.
     temperature: of the mutation call (None for random mutation).
     reflection: the reflection's advice, or None.
     mutation_call, reflection_call: LLM call ids, or None.
+    components: an aggregate fitness's component scores of the child, when it was scored.
   """
   iteration: int
   parent: str
@@ -84,12 +133,20 @@ class Trial:
   reflection: str | None = None
   mutation_call: str | None = None
   reflection_call: str | None = None
+  components: Components | None = None
 
   def to_json(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
+    d = dataclasses.asdict(self)
+    if self.components is None:
+      del d["components"]  # a single proxy's trials read as they always did
+    else:
+      d["components"] = components_to_json(self.components)
+    return d
 
   @classmethod
   def from_json(cls, d: dict[str, Any]) -> "Trial":
+    d = dict(d)
+    d["components"] = components_from_json(d.get("components"))
     return cls(**d)
 
 
@@ -144,11 +201,51 @@ class SearchState:
         out[t.child] = t.score
     return out
 
+  def archive(self) -> dict[str, Components]:
+    """An aggregate fitness's archive: every evaluated genotype and its component scores, in the
+    order first evaluated (empty for a single proxy, whose members carry no components)."""
+    out = {m.genotype: m.components for m in self.initial if m.components is not None}
+    for t in self.trials:
+      if t.child is not None and t.components is not None and t.child not in out:
+        out[t.child] = t.components
+    return out
+
+  def evaluated_scores(self, fitness: fitness_lib.Fitness | None = None) -> dict[str, float | None]:
+    """Every genotype evaluated so far and its score now (None: the proxy failed on it), in the
+    order first evaluated; for an aggregate fitness, each one's aggregate over the archive."""
+    if fitness is not None and fitness.is_aggregate:
+      return archive_scores(self.archive(), fitness)
+    out: dict[str, float | None] = {m.genotype: m.score for m in self.initial}
+    for t in self.trials:
+      if t.child is not None and t.kind in EVALUATED_KINDS and out.get(t.child) is None:
+        out[t.child] = t.score
+    return out
+
+  @property
+  def duplicate_attempts(self) -> int:
+    """Attempts whose valid child had been evaluated before (a member, the parent itself, or a
+    child scored and dropped since, or earlier in the same step): LLM calls that taught the
+    search nothing new."""
+    seen = {m.genotype for m in self.initial}
+    count = 0
+    for t in self.trials:
+      if t.child is None or t.kind not in EVALUATED_KINDS:
+        continue
+      if t.child in seen:
+        count += 1
+      seen.add(t.child)
+    return count
+
+  @property
+  def duplicate_rate(self) -> float:
+    """`duplicate_attempts` over attempts (0 before the first attempt)."""
+    return self.duplicate_attempts / len(self.trials) if self.trials else 0.0
+
   # --- serialisation (checkpoints) ------------------------------------------------------------
   def to_json(self, with_trials: bool = True) -> dict[str, Any]:
     d = {"iteration": self.iteration, "key": list(self.key),
-         "population": [dataclasses.asdict(m) for m in self.population],
-         "initial": [dataclasses.asdict(m) for m in self.initial],
+         "population": [m.to_json() for m in self.population],
+         "initial": [m.to_json() for m in self.initial],
          "memory": [dataclasses.asdict(r) for r in self.memory],
          "evaluations": self.evaluations, "num_trials": len(self.trials)}
     if with_trials:
@@ -162,8 +259,8 @@ class SearchState:
       raise ValueError(f"the checkpoint counts {d['num_trials']} trials but {len(trials)} were "
                        "given.")
     return cls(iteration=d["iteration"], key=tuple(d["key"]),
-               population=tuple(Member(**m) for m in d["population"]),
-               initial=tuple(Member(**m) for m in d["initial"]),
+               population=tuple(Member.from_json(m) for m in d["population"]),
+               initial=tuple(Member.from_json(m) for m in d["initial"]),
                trials=trials, memory=tuple(Reflection(**r) for r in d["memory"]),
                evaluations=d["evaluations"])
 
@@ -193,8 +290,46 @@ def initial_key(seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 # --- pure steps ---------------------------------------------------------------------------------
 
 
-def init_state(population: Sequence[tuple[str, float]], key: tuple[int, ...]) -> SearchState:
+def archive_scores(archive: Mapping[str, Sequence[float]],
+                   fitness: fitness_lib.Fitness) -> dict[str, float]:
+  """Each archive member's aggregate over the archive (`fitness_lib.aggregate`).
+
+  Args:
+    archive: {genotype: component scores aligned with ``fitness.components``}.
+    fitness: an aggregate fitness.
+
+  Returns:
+    {genotype: aggregate}, in the archive's order.
+  """
+  genotypes = list(archive)
+  columns = np.asarray([archive[g] for g in genotypes], np.float64).reshape(
+      len(genotypes), len(fitness.components))
+  values = fitness_lib.aggregate(fitness, {c: columns[:, i]
+                                           for i, c in enumerate(fitness.components)})
+  return dict(zip(genotypes, map(float, values)))
+
+
+def step_archive(state: "SearchState",
+                 children: Iterable[tuple[str | None, Components | None]]) -> dict[str, Components]:
+  """The archive once a step's children, (genotype, components) pairs in attempt order, are in
+  it (a pair without components, a child that was not scored, is skipped)."""
+  archive = state.archive()
+  for child, components in children:
+    if child is not None and components is not None and child not in archive:
+      archive[child] = components
+  return archive
+
+
+def init_state(population: Sequence[tuple[str, Any]], key: tuple[int, ...],
+               fitness: fitness_lib.Fitness | None = None) -> SearchState:
   """The state before the first attempt, from the scored initial population.
+
+  Args:
+    population: (genotype, score) pairs for a single proxy; for an aggregate fitness,
+      (genotype, component scores) pairs, the scores aligned with ``fitness.components`` (a
+      non-finite component is allowed: it ranks lowest).
+    key: the state's key data (`initial_key`).
+    fitness: the fitness, or None for a single proxy.
 
   Raises:
     ValueError: for an empty population, a genotype listed twice or a non-finite score.
@@ -204,12 +339,58 @@ def init_state(population: Sequence[tuple[str, float]], key: tuple[int, ...]) ->
   genotypes = [g for g, _ in population]
   if len(set(genotypes)) != len(genotypes):
     raise ValueError("the initial population lists a genotype twice.")
-  bad = [(g, s) for g, s in population if not math.isfinite(s)]
-  if bad:
-    raise ValueError(f"the initial member {bad[0][0]} has the non-finite score {bad[0][1]}.")
-  members = tuple(Member(g, float(s), -1) for g, s in population)
+  if fitness is not None and fitness.is_aggregate:
+    archive = {g: tuple(float(x) for x in c) for g, c in population}
+    if any(len(c) != len(fitness.components) for c in archive.values()):
+      raise ValueError(f"each initial member needs {len(fitness.components)} component scores.")
+    scores = archive_scores(archive, fitness)
+    members = tuple(Member(g, scores[g], -1, c) for g, c in archive.items())
+  else:
+    bad = [(g, s) for g, s in population if not math.isfinite(s)]
+    if bad:
+      raise ValueError(f"the initial member {bad[0][0]} has the non-finite score {bad[0][1]}.")
+    members = tuple(Member(g, float(s), -1) for g, s in population)
   return SearchState(iteration=0, key=key, population=members, initial=members,
                      evaluations=len(members))
+
+
+def parent_history(state: SearchState, parent: Member, neighbours: Sequence[str],
+                   fitness: fitness_lib.Fitness | None = None, *,
+                   tried_shown: int = TRIED_SHOWN) -> ParentHistory:
+  """What a mutation prompt shows about ``parent`` beyond its score.
+
+  Args:
+    state: the state the step was planned from.
+    parent: the member to mutate.
+    neighbours: the parent's one-edit neighbours (`NB201SearchSpace.neighbours`; [] for spaces
+      without a short list).
+    fitness: the fitness, or None for a single proxy.
+    tried_shown: at most this many of the parent's last evaluated children are listed.
+
+  Returns:
+    A `ParentHistory`: for an aggregate, the parent's component scores and their percentiles
+    in the archive; the parent's last evaluated children (oldest first) and the evaluated
+    one-edit neighbours not among them, each with its score now.
+  """
+  scores = state.evaluated_scores(fitness)
+  components: list[tuple[str, float, float]] = []
+  if fitness is not None and fitness.is_aggregate and parent.components is not None:
+    archive = state.archive()
+    genotypes = list(archive)
+    at = genotypes.index(parent.genotype)
+    for i, name in enumerate(fitness.components):
+      column = np.array([archive[g][i] for g in genotypes], np.float64)
+      components.append((name, parent.components[i],
+                         float(fitness_lib.percentiles(column)[at])))
+  tried: dict[str, float | None] = {}
+  for t in reversed(state.trials):
+    if len(tried) == tried_shown:
+      break
+    if t.parent == parent.genotype and t.child is not None and t.kind in EVALUATED_KINDS:
+      tried.setdefault(t.child, scores.get(t.child))
+  near = tuple((g, scores[g]) for g in neighbours if g in scores and g not in tried)
+  return ParentHistory(components=tuple(components), evaluated=len(scores),
+                       tried=tuple(reversed(tried.items())), neighbours=near)
 
 
 def plan_step(state: SearchState, num_proposals: int, *, selection: str = "uniform",
@@ -247,25 +428,46 @@ def plan_step(state: SearchState, num_proposals: int, *, selection: str = "unifo
 
 
 def apply_step(state: SearchState, trials: Sequence[Trial], *, population_size: int,
-               memory_size: int, evaluations: int) -> SearchState:
+               memory_size: int, evaluations: int,
+               fitness: fitness_lib.Fitness | None = None) -> SearchState:
   """The state after one step's attempts, taken in order.
 
   Args:
     state: the state the step was planned from (key already advanced).
-    trials: the step's attempts; ``added`` is recomputed here.
+    trials: the step's attempts; ``added`` is recomputed here, and for an aggregate fitness
+      ``score`` too (from ``components``).
     population_size: N.
     memory_size: reflections kept (at least the number the prompts show).
     evaluations: proxy evaluations the step did.
+    fitness: the fitness, or None for a single proxy.
   """
-  population = list(state.population)
+  if fitness is not None and fitness.is_aggregate:
+    population, done = _aggregate_population(state, trials, population_size, fitness)
+  else:
+    population, done = _single_proxy_population(state, trials, population_size)
   memory = list(state.memory)
+  for t in done:
+    if t.reflection is not None:
+      memory.append(Reflection(t.reflection, t.parent, t.child,
+                               None if t.score is None else t.score - t.parent_score, t.error))
+  memory = memory[-memory_size:] if memory_size > 0 else []
+  return state.replace(iteration=state.iteration + len(trials), population=tuple(population),
+                       trials=state.trials + tuple(done), memory=tuple(memory),
+                       evaluations=state.evaluations + evaluations)
+
+
+_IN_POPULATION = "The child is already in the population."
+
+
+def _single_proxy_population(state, trials, population_size):
+  """Each child in turn: appended when new, then the worst dropped once over N."""
+  population = list(state.population)
   done = []
   for t in trials:
     added = False
     if t.kind == "ok":
       if t.child in {m.genotype for m in population}:
-        t = dataclasses.replace(t, kind="duplicate",
-                                error=t.error or "The child is already in the population.")
+        t = dataclasses.replace(t, kind="duplicate", error=t.error or _IN_POPULATION)
       else:
         population.append(Member(t.child, float(t.score), t.iteration))
         added = True
@@ -274,10 +476,29 @@ def apply_step(state: SearchState, trials: Sequence[Trial], *, population_size: 
           added = worst != len(population) - 1
           population.pop(worst)
     done.append(dataclasses.replace(t, added=added))
-    if t.reflection is not None:
-      memory.append(Reflection(t.reflection, t.parent, t.child,
-                               None if t.score is None else t.score - t.parent_score, t.error))
-  memory = memory[-memory_size:] if memory_size > 0 else []
-  return state.replace(iteration=state.iteration + len(trials), population=tuple(population),
-                       trials=state.trials + tuple(done), memory=tuple(memory),
-                       evaluations=state.evaluations + evaluations)
+  return population, done
+
+
+def _aggregate_population(state, trials, population_size, fitness):
+  """The step's new children appended, every member rescored over the archive with the step's
+  children in it, then the worst dropped until N remain (the first of equals: the oldest)."""
+  scores = archive_scores(step_archive(state, ((t.child, t.components) for t in trials)), fitness)
+  population = list(state.population)
+  present = {m.genotype for m in population}
+  staged = []
+  for t in trials:
+    if t.kind == "ok":
+      if t.child in present:
+        t = dataclasses.replace(t, kind="duplicate", error=t.error or _IN_POPULATION)
+      else:
+        population.append(Member(t.child, 0.0, t.iteration, t.components))
+        present.add(t.child)
+    staged.append(t)
+  population = [dataclasses.replace(m, score=scores[m.genotype]) for m in population]
+  while len(population) > population_size:
+    population.pop(min(range(len(population)), key=lambda i: (population[i].score, i)))
+  kept = {(m.genotype, m.born) for m in population}
+  done = [dataclasses.replace(t, score=scores.get(t.child) if t.child is not None else None,
+                              added=t.kind == "ok" and (t.child, t.iteration) in kept)
+          for t in staged]
+  return population, done
