@@ -205,9 +205,54 @@ def test_history_sections_show_components_tried_children_and_neighbours_before_r
   order = [user.index(h) for h in (prompts.COMPONENTS_HEADER, prompts.TRIED_HEADER,
                                    prompts.NEIGHBOURS_HEADER, prompts.REFLECTION_HEADER)]
   assert order == sorted(order)
+  assert agent_lib.listed_genotypes(user, prompts.TRIED_HEADER) == [near[0], near[1]]
+  assert agent_lib.listed_genotypes(user, prompts.NEIGHBOURS_HEADER) == [near[2]]
   fresh = _mutation("synflow").prompt_text
   assert fresh == "\n".join(["Mutate the below architecture.", "```json",
                              prompts.parent_json(PARENT, "synflow", -1.5), "```"])
+
+
+# --- offline agent -------------------------------------------------------------------------------
+
+
+def _agent_child(history, seed, temperature=1.0):
+  request = prompts.mutation_request(NB201, "synflow", PARENT, 1.0, (), prompts.PromptOptions(),
+                                     temperature=temperature, seed=seed, history=history)
+  parsed = replies.parse_mutation_reply(agent_lib.OfflineAgent(NB201).complete(request).text, NB201)
+  assert parsed.kind == "ok"
+  return parsed.genotype
+
+
+def test_agent_never_proposes_a_listed_cell_while_an_unseen_neighbour_is_left():
+  near = NB201.neighbours(PARENT)
+  unseen = near[17]
+  history = prompts.ParentHistory(tried=tuple((g, 1.0) for g in near[:8]),
+                                  neighbours=tuple((g, 1.0) for g in near[8:] if g != unseen))
+  for seed in range(12):  # a second edit on top, at temperature 1, is an unseen two-edit cell
+    child = _agent_child(history, seed)
+    assert child == unseen or (len(NB201.edits(PARENT, child)) == 2 and child not in near)
+
+
+def test_agent_takes_two_edits_when_every_neighbour_is_listed():
+  near = NB201.neighbours(PARENT)
+  history = prompts.ParentHistory(neighbours=tuple((g, 1.0) for g in near))
+  children = {_agent_child(history, seed, 0.2) for seed in range(12)}
+  assert all(len(NB201.edits(PARENT, c)) == 2 for c in children)
+  assert len(children) > 1
+
+
+def test_agent_on_a_macro_space_skips_listed_children():
+  space = spaces_lib.MacroSearchSpace(macro_spaces.zen_cifar())
+  agent = agent_lib.OfflineAgent(space)
+  parent = space.space.initial
+
+  def child(history, seed):
+    request = prompts.mutation_request(space, "zen", parent, 10.0, (), prompts.PromptOptions(),
+                                       temperature=0.2, seed=seed, history=history)
+    return replies.parse_mutation_reply(agent.complete(request).text, space).genotype
+
+  first = child(prompts.ParentHistory(), 0)
+  assert child(prompts.ParentHistory(tried=((first, 1.0),)), 0) not in (first, parent)
 
 
 # --- config and scorer ---------------------------------------------------------------------------

@@ -9,7 +9,9 @@ offline and online, and its runs are recorded and replayed like any other backen
   Thompson sampling over the edit kinds: each kind's record of raised/tried, read from the
   reflection memory, is a Beta posterior on "this kind of edit raises the score". The
   temperature is its exploration rate: with that probability, scaled, it takes a uniform
-  candidate, and sometimes a second edit.
+  candidate, and sometimes a second edit. It never proposes a cell the prompt lists as evaluated
+  (the parent's earlier children, its evaluated one-edit neighbours) while another is reachable:
+  on NB201, once every one-edit neighbour is listed, it draws from the two-edit cells instead.
 * **Reflection.** It reads the attempt (parent, child, scores, exception), names the edits, says
   whether to repeat or avoid them, and carries the running raised/tried record forward in plain
   text (``Observed edits (raised/tried): a->b 3/4; ...``), the memory the next prompts show.
@@ -64,6 +66,21 @@ def _section(text: str, header: str) -> list[str]:
   return [re.sub(r"^\d+\.\s*", "", line) for line in lines if re.match(r"^\d+\.\s", line)]
 
 
+def listed_genotypes(text: str, header: str) -> list[str]:
+  """The genotypes a prompt lists under ``header`` (``1. <genotype> (score ...)`` lines), up to
+  the next ``#`` header."""
+  if header not in text:
+    return []
+  out = []
+  for line in text.split(header, 1)[1].splitlines()[1:]:
+    if line.startswith("#"):
+      break
+    match = re.match(r"^\d+\.\s+(\S+)", line)
+    if match:
+      out.append(match.group(1))
+  return out
+
+
 class OfflineAgent:
   """A `Backend` that mutates and reflects without a network; see the module docstring.
 
@@ -92,24 +109,30 @@ class OfflineAgent:
                     call_id=f"offline-{uuid.UUID(request.fingerprint()[:32])}", backend=self.name)
 
   # --- mutation ---------------------------------------------------------------------------------
-  def _candidates(self, parent: str, rng: np.random.Generator) -> list[tuple[str, list[str]]]:
+  def _candidates(self, parent: str, rng: np.random.Generator,
+                  evaluated: frozenset[str] = frozenset()) -> list[tuple[str, list[str]]]:
+    """(child, edit kinds) one edit from ``parent``, none of them in ``evaluated``."""
     if isinstance(self.space, spaces_lib.NB201SearchSpace):
-      from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
-      ops = nb201.parse_genotype(parent).ops
-      out = []
-      for e, current in enumerate(ops):
-        for op in nb201.OPS:
-          if op != current:
-            child = self.space.apply_edit(parent, e, op)
-            out.append((child, [f"{current}->{op}"]))
-      return out
-    out, seen = [], {parent}
+      return [(child, self.space.edits(parent, child)) for child in self.space.neighbours(parent)
+              if child not in evaluated]
+    out, seen = [], {parent, *evaluated}
     for _ in range(_MACRO_CANDIDATES):
       child = self.space.random_mutation(parent, rng)
       if child not in seen and self.space.check(child)[0] is not None:
         seen.add(child)
         out.append((child, self.space.edits(parent, child)))
     return out
+
+  def _two_edit_candidates(self, parent: str, evaluated: frozenset[str]) -> list[tuple[str, list[str]]]:
+    """NB201: the cells two edits from ``parent``, none in ``evaluated`` (each once)."""
+    out: dict[str, list[str]] = {}
+    for near in self.space.neighbours(parent):
+      for child in self.space.neighbours(near):
+        if child not in out and child not in evaluated:
+          kinds = self.space.edits(parent, child)
+          if len(kinds) == 2:
+            out[child] = kinds
+    return list(out.items())
 
   def _choose(self, candidates, record, temperature, rng):
     if rng.random() < 0.3 * temperature:
@@ -133,14 +156,19 @@ class OfflineAgent:
     proxy = str(parent_obj.get("type", "the proxy"))
     memory = _section(text, prompts.REFLECTION_HEADER)
     record = read_record(memory)
+    evaluated = frozenset([parent, *listed_genotypes(text, prompts.TRIED_HEADER),
+                           *listed_genotypes(text, prompts.NEIGHBOURS_HEADER)])
     rng = np.random.default_rng(request.seed if request.seed is not None else 0)
-    candidates = self._candidates(parent, rng)
+    candidates = self._candidates(parent, rng, evaluated)
+    one_edit = bool(candidates)
+    if not one_edit and isinstance(self.space, spaces_lib.NB201SearchSpace):
+      candidates = self._two_edit_candidates(parent, evaluated)  # every neighbour is evaluated
     if not candidates:
       child, kinds = self.space.random_mutation(parent, rng), ["random"]
     else:
       child, kinds = self._choose(candidates, record, request.temperature, rng)
-      if rng.random() < 0.25 * request.temperature:  # a second edit, on top of the first
-        more = [c for c in self._candidates(child, rng) if c[0] != parent]
+      if one_edit and rng.random() < 0.25 * request.temperature:  # a second edit on top
+        more = self._candidates(child, rng, evaluated)
         if more:
           child, extra = self._choose(more, record, request.temperature, rng)
           kinds = kinds + extra
