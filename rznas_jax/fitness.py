@@ -61,12 +61,13 @@ class Fitness:
             "among every evaluated architecture")
 
 
-def parse(name: str, valid_proxies: Iterable[str]) -> Fitness:
+def parse(name: str, valid_proxies: Iterable[str] | None) -> Fitness:
   """The fitness ``name`` names.
 
   Args:
     name: a proxy name, ``az_nas``, ``rank:a+b``, or ``rank_linear:a+b``.
-    valid_proxies: the registered proxy names (``rznas_jax.proxies.names()``).
+    valid_proxies: the registered proxy names (``rznas_jax.proxies.names()``); None reads the
+      structure of a name recorded by a run without checking its proxies (reports).
 
   Returns:
     The `Fitness`.
@@ -79,9 +80,11 @@ def parse(name: str, valid_proxies: Iterable[str]) -> Fitness:
     >>> parse("rank:synflow+naswot", ["synflow", "naswot"]).components
     ('synflow', 'naswot')
   """
-  valid = sorted(valid_proxies)
   text = str(name).strip()
   expanded = NAMED.get(text, text)
+  if valid_proxies is None:  # every proxy name counts as valid
+    valid_proxies = [p.strip() for p in expanded.split(":", 1)[-1].split("+")]
+  valid = sorted(valid_proxies)
   kind = next((k for prefix, k in _PREFIXES.items() if expanded.startswith(prefix)), None)
   if kind is None:
     if expanded not in valid:

@@ -365,3 +365,24 @@ def test_aggregate_run_resumes_after_sigkill_and_replays_exactly(tmp_path):
   lines = [json.loads(line) for line in (straight / "scores.jsonl").read_text().splitlines()]
   assert len(lines) == summary["evaluations"] and all(set(l["scores"]) == {"params", "flops"}
                                                       for l in lines)
+
+
+def test_report_replay_of_an_aggregate_run_matches_the_search_state():
+  """`report.history.replay_population` re-ranks the archive as `state.apply_step` does."""
+  from rznas_jax.report import history  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  key, _ = state_lib.initial_key(0)
+  initial = [(g, tuple(rng.normal(size=2))) for g in CELLS[:4]]
+  s = state_lib.init_state(initial, key, AB)
+  for i, child in enumerate([*CELLS[4:12], CELLS[5], CELLS[1]]):
+    parent = s.population[int(rng.integers(len(s.population)))]
+    components = (float(rng.normal()), -math.inf if i == 3 else float(rng.normal()))
+    s = state_lib.apply_step(s, [_trial(i, parent, child, components=components)],
+                             population_size=4, memory_size=1, evaluations=1, fitness=AB)
+  trials = [json.loads(json.dumps(t.to_json())) for t in s.trials]
+  replayed = history.replay_population(
+      [(m.genotype, m.score) for m in s.initial], trials, 4, fitness=AB,
+      initial_components={g: c for g, c in initial})
+  assert [g for g, _ in replayed.final] == [m.genotype for m in s.population]
+  assert [v for _, v in replayed.final] == pytest.approx([m.score for m in s.population])
+  assert replayed.best_genotype[-1] == s.best.genotype

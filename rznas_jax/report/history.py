@@ -2,8 +2,10 @@
 
 The population is replayed with the search's rules (METHOD.md §2.1, `rznas_jax.search.state`):
 a child whose attempt is ``ok`` is appended, and once the population exceeds N the lowest score
-is dropped (the first of equal lowest scores). A report checks the replayed final population
-against the checkpoint's, so a change of the rules shows up instead of a wrong figure.
+is dropped (the first of equal lowest scores). With an aggregate fitness every member's score is
+its aggregate over the archive of every architecture evaluated so far, recomputed after each
+attempt (exact for one attempt per step, the default). A report checks the replayed final
+population against the checkpoint's, so a change of the rules shows up instead of a wrong figure.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from rznas_jax import fitness as fitness_lib
 
 REJECTED_KINDS = ("empty", "no_json", "no_arch", "invalid")  # `state.REJECTED_KINDS`
 
@@ -37,16 +41,42 @@ class PopulationHistory:
   most_accurate: np.ndarray | None = None
 
 
+def _components(value) -> tuple[float, ...]:
+  return tuple(float(x) for x in value)  # non-finite values are stored as text ('-inf')
+
+
+def _archive(initial_components, trials) -> dict[str, tuple[float, ...]]:
+  archive = {g: _components(c) for g, c in initial_components.items()}
+  for t in trials:
+    if t.get("child") is not None and t.get("components") is not None:
+      archive.setdefault(t["child"], _components(t["components"]))
+  return archive
+
+
+def _archive_scores(archive: Mapping[str, tuple[float, ...]], fitness: fitness_lib.Fitness):
+  genotypes = list(archive)
+  columns = np.asarray([archive[g] for g in genotypes], np.float64).reshape(
+      len(genotypes), len(fitness.components))
+  values = fitness_lib.aggregate(fitness, {c: columns[:, i] for i, c in enumerate(fitness.components)})
+  return dict(zip(genotypes, map(float, values)))
+
+
 def replay_population(initial: Sequence[tuple[str, float]], trials: Sequence[dict[str, Any]],
                       population_size: int,
-                      accuracy: Mapping[str, float] | None = None) -> PopulationHistory:
+                      accuracy: Mapping[str, float] | None = None,
+                      fitness: fitness_lib.Fitness | None = None,
+                      initial_components: Mapping[str, Sequence[float]] | None = None
+                      ) -> PopulationHistory:
   """Replays the steady-state population over ``trials``.
 
   Args:
     initial: the initial population, (genotype, score) pairs.
-    trials: the trials as ``trials.jsonl`` holds them (``kind``, ``child``, ``score``).
+    trials: the trials as ``trials.jsonl`` holds them (``kind``, ``child``, ``score``, and
+      ``components`` for an aggregate fitness).
     population_size: N.
     accuracy: {genotype: accuracy} for every member, for `PopulationHistory.most_accurate`.
+    fitness: the run's fitness; an aggregate re-ranks the archive after every attempt.
+    initial_components: {genotype: component scores} of the initial population (aggregates).
 
   Returns:
     A `PopulationHistory`.
@@ -66,13 +96,26 @@ def replay_population(initial: Sequence[tuple[str, float]], trials: Sequence[dic
     most = max(accuracy[g] for g, _ in population) if accuracy is not None else np.nan
     return max(scores), float(np.median(scores)), population[top][0], most
 
+  aggregate = fitness is not None and fitness.is_aggregate
+  archive = _archive(initial_components or {}, ()) if aggregate else {}
+
+  def rescore():
+    scores = _archive_scores(archive, fitness)
+    population[:] = [(g, scores[g]) for g, _ in population]
+
+  if aggregate:
+    rescore()
   rows = [snapshot()]
   for t in trials:
+    if aggregate and t.get("child") is not None and t.get("components") is not None:
+      archive.setdefault(t["child"], _components(t["components"]))
     if t.get("kind") == "ok" and t.get("child") not in {g for g, _ in population}:
       population.append((t["child"], float(t["score"])))
-      if len(population) > population_size:
-        worst = min(range(len(population)), key=lambda i: (population[i][1], i))
-        population.pop(worst)
+    if aggregate:
+      rescore()
+    while len(population) > population_size:
+      worst = min(range(len(population)), key=lambda i: (population[i][1], i))
+      population.pop(worst)
     rows.append(snapshot())
   return PopulationHistory(best=np.array([r[0] for r in rows]), median=np.array([r[1] for r in rows]),
                            best_genotype=tuple(r[2] for r in rows), final=tuple(population),
@@ -120,9 +163,15 @@ def rejection_reasons(trials: Sequence[dict[str, Any]], top: int = 5) -> list[tu
   return [(kind, reason, n) for (kind, reason), n in counter.most_common(top)]
 
 
-def evaluated(initial: Sequence[tuple[str, float]],
-              trials: Sequence[dict[str, Any]]) -> list[tuple[str, float]]:
-  """Every distinct genotype the run scored, with its score, in the order first scored."""
+def evaluated(initial: Sequence[tuple[str, float]], trials: Sequence[dict[str, Any]],
+              fitness: fitness_lib.Fitness | None = None,
+              initial_components: Mapping[str, Sequence[float]] | None = None
+              ) -> list[tuple[str, float]]:
+  """Every distinct genotype the run scored, with its score, in the order first scored; for an
+  aggregate fitness, its aggregate over the final archive (scores of different steps are ranks
+  among different sets, so they are not comparable)."""
+  if fitness is not None and fitness.is_aggregate:
+    return list(_archive_scores(_archive(initial_components or {}, trials), fitness).items())
   out = dict((g, float(s)) for g, s in initial)
   for t in trials:
     if t.get("child") is not None and t.get("score") is not None and t["child"] not in out:

@@ -55,6 +55,7 @@ class SearchRun:
   summary: dict[str, Any] | None
   seconds: tuple[float, ...] | None
   timing_source: str
+  initial_components: dict[str, tuple] | None = None
 
   @property
   def space(self) -> str:
@@ -63,6 +64,12 @@ class SearchRun:
   @property
   def proxy(self) -> str:
     return self.config.get("proxy", "?")
+
+  @property
+  def fitness(self):
+    """The run's `rznas_jax.fitness.Fitness` (a single proxy or an aggregate)."""
+    from rznas_jax import fitness  # pylint: disable=g-import-not-at-top
+    return fitness.parse(self.proxy, None)
 
   @property
   def population_size(self) -> int:
@@ -191,6 +198,7 @@ def load_search_run(path: str) -> SearchRun:
   try:
     state = ckpt["state"]
     initial = tuple((m["genotype"], float(m["score"])) for m in state["initial"])
+    components = {m["genotype"]: m["components"] for m in state["initial"] if m.get("components")}
     population = tuple((m["genotype"], float(m["score"])) for m in state["population"])
     num_trials = int(state["num_trials"])
     wall = float(ckpt.get("wall_seconds", 0.0))
@@ -207,4 +215,4 @@ def load_search_run(path: str) -> SearchRun:
     source = "none"
   return SearchRun(path=path, config=config, initial=initial, trials=tuple(trials),
                    population=population, wall_seconds=wall, summary=summary,
-                   seconds=seconds, timing_source=source)
+                   seconds=seconds, timing_source=source, initial_components=components or None)

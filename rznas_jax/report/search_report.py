@@ -139,13 +139,15 @@ def _accuracy_section(page, run, hist, benchmark, fig_dir, out_dir) -> int | Non
       f"The found cell (index {table.index(found)} of the {table.source} table): test accuracy " +
       ", ".join(f"{d} {table.lookup([found], d)[0]:.2f} % (rank {table.rank(found, d):,} of "
                 f"{len(table):,})" for d in table.accuracy) + "; rank 1 = best, ties share a rank."))
-  scored = history.evaluated(run.initial, run.trials)
+  scored = history.evaluated(run.initial, run.trials, run.fitness, run.initial_components)
   genotypes = [g for g, _ in scored]
   archs = [nb201.parse_genotype(g) for g in genotypes]
   accuracy = {d: dict(zip(genotypes, table.lookup(archs, d))) for d in table.accuracy}
   of_best = {d: np.array([acc[g] for g in hist.best_genotype]) for d, acc in accuracy.items()}
-  oracle = {d: history.replay_population(run.initial, run.trials, run.population_size,
-                                         accuracy=acc).most_accurate for d, acc in accuracy.items()}
+  oracle = {d: history.replay_population(run.initial, run.trials, run.population_size, accuracy=acc,
+                                         fitness=run.fitness,
+                                         initial_components=run.initial_components).most_accurate
+            for d, acc in accuracy.items()}
   optimum = {d: float(np.max(v)) for d, v in table.accuracy.items()}
   page.image(figures.accuracy_curves(of_best, oracle, optimum, os.path.join(fig_dir, "accuracy.png")),
              "test accuracy of the best member against iteration", out_dir)
@@ -214,7 +216,8 @@ def write_search_report(run_dir: str, out_dir: str | None = None, *, benchmark: 
   out_dir = out_dir or os.path.join(run_dir, REPORT_DIR)
   fig_dir = out_dir
   benchmark = benchmark or run.config.get("benchmark") or None
-  hist = history.replay_population(run.initial, run.trials, run.population_size)
+  hist = history.replay_population(run.initial, run.trials, run.population_size,
+                                   fitness=run.fitness, initial_components=run.initial_components)
   page = html.Page(f"RZ-NAS search report: {run.space}, {run.proxy}, "
                    f"{run.config.get('search', {}).get('mutation', '?')} mutation, seed "
                    f"{run.config.get('seed', '?')}", embed=embed)
