@@ -178,9 +178,10 @@ class NB201SearchSpace:
 
   def costs(self, genotype: str) -> dict[str, float]:
     arch = nb201.parse_genotype(genotype)
-    _, classes = nb201.DATASET_SHAPES[self.dataset]
+    resolution, classes = nb201.DATASET_SHAPES[self.dataset]
     return {"params": float(nb201.count_params(arch, self.channels, self.cells_per_stage, classes)),
-            "flops": float(nb201.count_flops(arch, self.channels, self.cells_per_stage, classes))}
+            "flops": float(nb201.count_flops(arch, self.channels, self.cells_per_stage, classes,
+                                             resolution=resolution))}
 
 
 # --- macro spaces ------------------------------------------------------------------------------------
