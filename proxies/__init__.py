@@ -3,7 +3,9 @@
 from rznas_jax.proxies.base import Batch, ModelOutput, ProxySpec, UnknownProxyError, get, names, register
 # Importing a proxy module registers its proxies.
 from rznas_jax.proxies.analytic import flops, params
-from rznas_jax.proxies.az_nas import az_expressivity, az_nas_components, az_progressivity, az_trainability
+from rznas_jax.proxies.az_nas import (az_expressivity, az_expressivity_real, az_nas_components,
+                                     az_progressivity, az_progressivity_real, az_trainability,
+                                     az_trainability_real)
 from rznas_jax.proxies.fisher import fisher, fisher_unweighted
 from rznas_jax.proxies.grad_norm import grad_norm, grad_norm_zen
 from rznas_jax.proxies.grasp import grasp

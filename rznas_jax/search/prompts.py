@@ -123,17 +123,23 @@ def _proxy_section(fitness: fitness_lib.Fitness, options: PromptOptions) -> list
     spec = proxy_lib.get(fitness.components[0])
     parts = [f"The zero-cost proxy is {spec.name}; a higher score is better."]
     if options.code:
-      parts += ["Its code:", _fenced(spaces_lib.source_of(spec.fn))]
+      parts += ["Its code:", _fenced(spaces_lib.source_of(spec.joint or spec.fn))]
     return parts
   parts = [f"The fitness aggregates several zero-cost proxies by rank: {fitness.describe()}. "
            "The score is that aggregate; a higher score is better, and a child gains by ranking "
            "higher on each component. Ranks change as architectures are evaluated, so a score "
            "can fall without its architecture changing. The user turn lists the parent's score "
            "on each component and its percentile among the evaluated architectures."]
+  shown = set()
   for name in fitness.components:
+    spec = proxy_lib.get(name)
     parts.append(f"## {name}")
+    code = spec.joint or spec.fn  # proxies computed together (AZ-NAS) share one function
+    if spec.joint is not None:
+      parts.append(f"The entry {name!r} of what {spec.joint.__name__} returns.")
     if options.code:
-      parts.append(_fenced(spaces_lib.source_of(proxy_lib.get(name).fn)))
+      parts.append("(code as above)" if code in shown else _fenced(spaces_lib.source_of(code)))
+      shown.add(code)
   return parts
 
 
