@@ -31,18 +31,28 @@ from rznas_jax import correlation
 from rznas_jax import fitness
 from rznas_jax import results
 
-flags.DEFINE_string("select", None, "launch.correlate folder the aggregate is chosen on.", required=True)
-flags.DEFINE_string("report", None, "launch.correlate folder (other cells) it is reported on.",
-                    required=True)
+flags.DEFINE_list("select", None, "launch.correlate folder(s) of the same cells (their columns "
+                  "merged; a later folder's column wins) the aggregate is chosen on.", required=True)
+flags.DEFINE_list("report", None, "launch.correlate folder(s) of other cells it is reported on.",
+                  required=True)
+flags.DEFINE_list("pool", None, "Components the greedy search may use (default: every column).")
+flags.DEFINE_list("extra", [], "More aggregates to report (e.g. a cheaper one for searches).")
 flags.DEFINE_string("out", "benchmarks/results/aggregate_fitness.json", "JSON written here.")
 flags.DEFINE_integer("max_components", 6, "Largest aggregate the greedy search builds.")
 FLAGS = flags.FLAGS
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 
-def _load(folder):
-  archs, columns = results.read_scores_csv(os.path.join(folder, "scores.csv"))
-  acc = {d: columns.pop(f"accuracy_{d}") for d in DATASETS}
+def _load(folders):
+  """(archs, {proxy: scores}, {dataset: accuracy}) of one or more folders over the same cells."""
+  archs, columns, acc = None, {}, None
+  for folder in folders:
+    a, cols = results.read_scores_csv(os.path.join(folder, "scores.csv"))
+    if archs is not None and a != archs:
+      raise ValueError(f"{folder} scored other cells than {folders[0]}; merge only the same sample.")
+    archs = a
+    acc = {d: cols.pop(f"accuracy_{d}") for d in DATASETS}
+    columns.update(cols)
   return archs, columns, acc
 
 
@@ -64,7 +74,8 @@ def _mean_rho(values, acc):
 def greedy(columns, acc, kind, max_components):
   """Forward selection of an aggregate's components by mean rho; returns (name, trace)."""
   chosen, best, trace = [], -np.inf, []
-  pool = [c for c in columns if c not in fitness.NAMED and not c.startswith(("rank:", "rank_linear:"))]
+  pool = [c for c in columns if c not in fitness.NAMED and not c.startswith(("rank:", "rank_linear:"))
+          and (FLAGS.pool is None or c in FLAGS.pool)]
   while len(chosen) < max_components:
     scored = []
     for c in pool:
@@ -100,16 +111,16 @@ def main(argv):
   for kind in (fitness.LOG, fitness.LINEAR):
     name, trace = greedy(sel_cols, sel_acc, kind, FLAGS.max_components)
     chosen[name] = trace
-    print(f"chosen on {FLAGS.select} ({kind}): {name}")
+    print(f"chosen on {','.join(FLAGS.select)} ({kind}): {name}")
     for step in trace:
       print(f"   {'+'.join(step['components']):<70} mean rho {step['mean_rho']:.4f}")
   valid = [n for n in names if "+" not in n and ":" not in n and n not in fitness.NAMED]
-  fitnesses = [fitness.parse(n, valid) for n in ["az_nas", *chosen]
+  fitnesses = [fitness.parse(n, valid) for n in ["az_nas", *chosen, *FLAGS.extra]
                if all(c in rep_cols for c in fitness.parse(n, valid).components)]
   rep_cols = fitness.with_aggregates(fitnesses, rep_cols)
   report = {n: _stats(v, rep_acc) for n, v in rep_cols.items()}
   header = f"{'fitness':<62}" + "".join(f"{d[:8]:>9} rho/tau" for d in DATASETS) + "   top10 C10/C100/IN16   top50-best"
-  print(f"\nreport on {FLAGS.report} ({len(rep_archs)} cells)\n{header}")
+  print(f"\nreport on {','.join(FLAGS.report)} ({len(rep_archs)} cells)\n{header}")
   for n in sorted(report, key=lambda n: -np.mean([report[n][d]["spearman"] for d in DATASETS])):
     r = report[n]
     print(f"{n:<62}" + "".join(f"  {r[d]['spearman']:.3f}/{r[d]['kendall']:.3f}  " for d in DATASETS)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from launch.configs import tiny_cpu
@@ -236,3 +237,28 @@ def test_macro_space_search_keeps_every_member_valid_and_in_budget(tmp_path, con
   assert all(space.validate(m.genotype) == [] for m in state.population)
   assert summary["best_score"] == max(m.score for m in state.population)
   assert summary["iterations_done"] == 16 and "flops" in summary and "params" in summary
+
+
+def test_zen_cifar_search_with_an_aggregate_fitness_ranks_members_over_the_archive(tmp_path):
+  """A macro-space search on a rank aggregate: members' scores are their aggregate over every
+  evaluated structure, recomputed here from the stored components with scipy's ranks."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module("launch.configs.zen_cifar").get_config()
+  config.proxy = "rank_linear:params+flops"
+  config.llm.backend = "offline"
+  config.search.iterations, config.search.population = 12, 5
+  summary = search.run(config, str(tmp_path), progress=False)
+  state, _ = search.load_state(str(tmp_path))
+  archive = state.archive()
+  assert len(archive) == summary["evaluations"] > len(state.population)
+  columns = np.array(list(archive.values()))
+  n = len(archive)
+  expected = dict(zip(archive, (stats.rankdata(columns[:, 0]) + stats.rankdata(columns[:, 1])) / n))
+  for m in state.population:
+    assert m.score == pytest.approx(expected[m.genotype])
+  # The population is the N best of the archive by aggregate.
+  assert sorted(expected.values())[-len(state.population):] == pytest.approx(
+      sorted(m.score for m in state.population))
+  assert summary["best_components"] == pytest.approx(dict(zip(("params", "flops"),
+                                                               archive[summary["best_arch"]])))
