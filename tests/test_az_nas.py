@@ -8,6 +8,8 @@ NCHW pixel unshuffle, the SVD. The proxies run on the masked and the switch form
 
 from __future__ import annotations
 
+import zlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,16 +95,23 @@ def _reference(arch, variables, images, key):
           "az_trainability": np.mean(t)}
 
 
+@jax.jit
+def _switch_components(variables, images, key, op_indices):
+  """AZ-NAS on the switch form; the cell is an array, so every test cell shares one compile."""
+  apply_fn = nb201_switch.make_apply_fn(SETTING, op_indices)
+  return az_nas_components(apply_fn, variables, Batch(images, None), key)
+
+
 @pytest.mark.parametrize("form", ["masked", "switch"])
 def test_az_nas_matches_numpy_reference(form):
   variables, images, key = _variables(), _images(), jax.random.key(3)
   expected = _reference(ARCH, variables, images, key)
   if form == "masked":
     apply_fn = nb201_net.make_apply_fn(SETTING.model(None), jnp.asarray(ARCH.one_hot()))
+    got = jax.jit(lambda v, x, k: az_nas_components(apply_fn, v, Batch(x, None), k))(
+        variables, images, key)
   else:
-    apply_fn = nb201_switch.make_apply_fn(SETTING, jnp.asarray(ARCH.op_indices))
-  got = jax.jit(lambda v, x, k: az_nas_components(apply_fn, v, Batch(x, None), k))(
-      variables, images, key)
+    got = _switch_components(variables, images, key, jnp.asarray(ARCH.op_indices))
   for name, value in expected.items():
     np.testing.assert_allclose(float(got[name]), value, rtol=2e-4, atol=2e-4, err_msg=name)
   # Not vacuous: the network has 6 blocks, so expressivity sums 6 entropies of 4..16 channels.
@@ -111,8 +120,7 @@ def test_az_nas_matches_numpy_reference(form):
 
 def test_identity_cell_has_lowest_trainability():
   variables, images, key = _variables(), _images(), jax.random.key(3)
-  apply_fn = nb201_switch.make_apply_fn(SETTING, jnp.asarray(IDENTITY.op_indices))
-  got = az_nas_components(apply_fn, variables, Batch(images, None), key)
+  got = _switch_components(variables, images, key, jnp.asarray(IDENTITY.op_indices))
   assert float(got["az_trainability"]) == -np.inf
   assert _reference(IDENTITY, variables, images, key)["az_trainability"] == -np.inf
   assert np.isfinite(float(got["az_expressivity"]))
@@ -130,7 +138,9 @@ def test_registered_proxies_share_one_joint_call():
 
   fake = [s.__class__(**{**s.__dict__, "joint": counting}) for s in specs]
   apply_fn = nb201_switch.make_apply_fn(SETTING, jnp.asarray(ARCH.op_indices))
-  values = scoring.call_group(fake, apply_fn, _variables(), Batch(_images(), None), jax.random.key(0))
+  values = jax.eval_shape(lambda v, x: scoring.call_group(fake, apply_fn, v, Batch(x, None),
+                                                          jax.random.key(0)),
+                          _variables(), _images())  # traced once, nothing computed
   assert len(calls) == 1 and len(values) == 3
 
 
@@ -144,11 +154,9 @@ def test_scorer_scores_az_nas_like_direct_call():
   assert scorer.trace_counts == {"az_expressivity": 1, "az_trainability": 1, "az_progressivity": 1}
   variables = scorer.variables("kaiming")
   batch = scorer._batches["gaussian"]  # pylint: disable=protected-access
-  import zlib  # pylint: disable=g-import-not-at-top
   key = jax.random.fold_in(scorer._proxy_key,  # pylint: disable=protected-access
                            zlib.crc32(b"az_nas_components"))
-  for i, arch in enumerate(archs):
-    apply_fn = nb201_net.make_apply_fn(SETTING.model(None), jnp.asarray(arch.one_hot()))
-    direct = az_nas_components(apply_fn, variables, batch, key)
+  for i, arch in enumerate(archs):  # the unpruned cell, unfused
+    direct = _switch_components(variables, batch.images, key, jnp.asarray(arch.op_indices))
     for name in got:
       np.testing.assert_allclose(got[name][i], float(direct[name]), rtol=2e-4, err_msg=name)

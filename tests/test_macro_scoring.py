@@ -69,7 +69,9 @@ def test_every_network_proxy_is_finite_on_random_zen_cifar_archs():
   # Four random valid zen_cifar architectures; each proxy scores two of them (rotating), so every
   # architecture meets half the proxies and every proxy two architectures. Compile time grows
   # with depth, so the walk starts from a 3-block structure and keeps to 3 layers.
-  network_proxies = [p for p in proxy_lib.names() if proxy_lib.get(p).data != "none"]
+  # Proxies that read every block's output (AZ-NAS) are NB201-only so far; MacroScorer refuses them.
+  network_proxies = [p for p in proxy_lib.names()
+                     if proxy_lib.get(p).data != "none" and proxy_lib.get(p).joint is None]
   assert len(network_proxies) >= 12
   zen_cifar = macro_spaces.zen_cifar(resolution=16)
   walk = dataclasses.replace(zen_cifar, initial=SMALL, max_layers=3)
