@@ -29,7 +29,6 @@ on every call; that alone makes the switch network's gradient ~1.4x faster here.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import resource
@@ -62,15 +61,6 @@ flags.DEFINE_integer("timeout_s", 4 * 3600, "Limit for each measuring process.",
 flags.DEFINE_string("out", os.path.join(_HERE, "results", "nb201_throughput.json"), "Output JSON.")
 flags.DEFINE_string("worker", None, "Internal: 'proxy,strategy,chunk' measured in this process.")
 FLAGS = flags.FLAGS
-
-
-def _tune_malloc() -> None:
-  """glibc: one arena, no mmap for large blocks, never trim (values from mallopt(3))."""
-  libc = ctypes.CDLL("libc.so.6")
-  m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
-  libc.mallopt(m_arena_max, 1)
-  libc.mallopt(m_mmap_max, 0)
-  libc.mallopt(m_trim_threshold, 2**31 - 1)
 
 
 def measure(proxy: str, strategy: str, chunk_size: int) -> dict:
@@ -191,7 +181,8 @@ def main(argv):
     limit = int(FLAGS.memory_limit_gb * 2**30)
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     if FLAGS.malloc_tuning:
-      _tune_malloc()
+      from rznas_jax import malloc  # pylint: disable=g-import-not-at-top
+      malloc.keep_freed_memory()
     print(_MARK + json.dumps(measure(proxy, strategy, int(chunk))), flush=True)
     return
 
