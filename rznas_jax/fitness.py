@@ -159,6 +159,23 @@ def aggregate(fitness: Fitness, scores: Mapping[str, np.ndarray]) -> np.ndarray:
   return total
 
 
+def archive_scores(archive: Mapping[str, Iterable[float]], fitness: Fitness) -> dict[str, float]:
+  """Each member's aggregate over an archive, the search's reference set.
+
+  Args:
+    archive: {genotype: component scores aligned with ``fitness.components``}.
+    fitness: an aggregate fitness.
+
+  Returns:
+    {genotype: aggregate}, in the archive's order.
+  """
+  genotypes = list(archive)
+  columns = np.asarray([tuple(archive[g]) for g in genotypes], np.float64).reshape(
+      len(genotypes), len(fitness.components))
+  values = aggregate(fitness, {c: columns[:, i] for i, c in enumerate(fitness.components)})
+  return dict(zip(genotypes, map(float, values)))
+
+
 def percentiles(values: np.ndarray) -> np.ndarray:
   """Each value's percentile in its set, 100 * (rank - 1) / (n - 1) (ties averaged; 100 = best)."""
   v = np.asarray(values, np.float64)

@@ -53,14 +53,6 @@ def _archive(initial_components, trials) -> dict[str, tuple[float, ...]]:
   return archive
 
 
-def _archive_scores(archive: Mapping[str, tuple[float, ...]], fitness: fitness_lib.Fitness):
-  genotypes = list(archive)
-  columns = np.asarray([archive[g] for g in genotypes], np.float64).reshape(
-      len(genotypes), len(fitness.components))
-  values = fitness_lib.aggregate(fitness, {c: columns[:, i] for i, c in enumerate(fitness.components)})
-  return dict(zip(genotypes, map(float, values)))
-
-
 def replay_population(initial: Sequence[tuple[str, float]], trials: Sequence[dict[str, Any]],
                       population_size: int,
                       accuracy: Mapping[str, float] | None = None,
@@ -100,7 +92,7 @@ def replay_population(initial: Sequence[tuple[str, float]], trials: Sequence[dic
   archive = _archive(initial_components or {}, ()) if aggregate else {}
 
   def rescore():
-    scores = _archive_scores(archive, fitness)
+    scores = fitness_lib.archive_scores(archive, fitness)
     population[:] = [(g, scores[g]) for g, _ in population]
 
   if aggregate:
@@ -171,7 +163,8 @@ def evaluated(initial: Sequence[tuple[str, float]], trials: Sequence[dict[str, A
   aggregate fitness, its aggregate over the final archive (scores of different steps are ranks
   among different sets, so they are not comparable)."""
   if fitness is not None and fitness.is_aggregate:
-    return list(_archive_scores(_archive(initial_components or {}, trials), fitness).items())
+    archive = _archive(initial_components or {}, trials)
+    return list(fitness_lib.archive_scores(archive, fitness).items())
   out = dict((g, float(s)) for g, s in initial)
   for t in trials:
     if t.get("child") is not None and t.get("score") is not None and t["child"] not in out:

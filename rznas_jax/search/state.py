@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import jax
 import numpy as np
 
 from rznas_jax import fitness as fitness_lib
+from rznas_jax.fitness import archive_scores
 from rznas_jax.search.prompts import ParentHistory, Reflection
 
 # Kinds of attempt. The first group are rejected replies (the invalid-reply rate counts them).
@@ -288,25 +289,6 @@ def initial_key(seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 # --- pure steps ---------------------------------------------------------------------------------
-
-
-def archive_scores(archive: Mapping[str, Sequence[float]],
-                   fitness: fitness_lib.Fitness) -> dict[str, float]:
-  """Each archive member's aggregate over the archive (`fitness_lib.aggregate`).
-
-  Args:
-    archive: {genotype: component scores aligned with ``fitness.components``}.
-    fitness: an aggregate fitness.
-
-  Returns:
-    {genotype: aggregate}, in the archive's order.
-  """
-  genotypes = list(archive)
-  columns = np.asarray([archive[g] for g in genotypes], np.float64).reshape(
-      len(genotypes), len(fitness.components))
-  values = fitness_lib.aggregate(fitness, {c: columns[:, i]
-                                           for i, c in enumerate(fitness.components)})
-  return dict(zip(genotypes, map(float, values)))
 
 
 def step_archive(state: "SearchState",
