@@ -20,6 +20,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from rznas_jax.search import reply_format
 from rznas_jax.spaces import layers
 from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_net
@@ -74,6 +75,15 @@ class SearchSpace(Protocol):
 
   def costs(self, genotype: str) -> dict[str, float]:
     ...
+
+  def arch_pattern(self) -> str:
+    """An anchored regex of the genotypes a mutation reply may hold (`reply_format`)."""
+
+  def reply_schema(self) -> dict:
+    """The JSON schema of a mutation reply, for structured output (`reply_format`)."""
+
+  def reply_grammar(self) -> str:
+    """The llama.cpp GBNF grammar of a mutation reply (`reply_format`)."""
 
 
 # --- NAS-Bench-201 ---------------------------------------------------------------------------------
@@ -183,6 +193,15 @@ class NB201SearchSpace:
             "flops": float(nb201.count_flops(arch, self.channels, self.cells_per_stage, classes,
                                              resolution=resolution))}
 
+  def arch_pattern(self) -> str:
+    return reply_format.arch_pattern(self)
+
+  def reply_schema(self) -> dict:
+    return reply_format.reply_schema(self)
+
+  def reply_grammar(self) -> str:
+    return reply_format.reply_grammar(self)
+
 
 # --- macro spaces ------------------------------------------------------------------------------------
 
@@ -288,6 +307,15 @@ class MacroSearchSpace:
   def costs(self, genotype: str) -> dict[str, float]:
     return {k: float(v) for k, v in self.space.costs(macro.parse_structure(genotype)).items()
             if k in ("params", "flops", "layers")}
+
+  def arch_pattern(self) -> str:
+    return reply_format.arch_pattern(self)
+
+  def reply_schema(self) -> dict:
+    return reply_format.reply_schema(self)
+
+  def reply_grammar(self) -> str:
+    return reply_format.reply_grammar(self)
 
 
 def _family_match(pattern: str, name: str) -> bool:
