@@ -75,20 +75,6 @@ def test_normal_answer_sends_the_whole_request(kind):
   assert client.stats()["calls"] == 1 and client.stats()["retries"] == 0
 
 
-def test_response_schema_is_sent_as_structured_output(kind):
-  schema = {"type": "object", "properties": {"genotype": {"type": "string"}}}
-  request = Request(system="s", messages=(Message("user", "u"),), response_schema=json.dumps(schema))
-  with serve(kind) as srv:
-    make_client(kind, srv).complete(request)
-    body = srv.requests[0].json
-  if kind == "gemini":
-    assert body["generationConfig"]["responseMimeType"] == "application/json"
-    assert body["generationConfig"]["responseJsonSchema"] == schema
-  else:
-    assert body["response_format"]["type"] == "json_schema"
-    assert body["response_format"]["json_schema"]["schema"] == schema
-
-
 def test_429_is_retried_after_the_servers_retry_after(kind):
   sleep = FakeSleep()
   with serve(kind, script=[srv_lib.http_error(429, retry_after=7)]) as srv:

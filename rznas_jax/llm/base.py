@@ -53,7 +53,10 @@ class Request:
       offline agent); part of the fingerprint either way.
     max_output_tokens: cap on the reply's length.
     response_schema: optional JSON schema of the reply, as canonical JSON text (a string so that
-      the request stays hashable); backends that support structured output pass it on.
+      the request stays hashable); backends that support structured output pass it on in their
+      provider's own form (`rznas_jax.llm.structured`).
+    grammar: optional GBNF grammar (llama.cpp's syntax) that admits the same replies as
+      `response_schema`; sent where a backend takes grammars (llama.cpp, in-process or served).
     purpose: what the call is for ('mutation', 'reflection', ...), for logs and counters.
   """
   system: str
@@ -63,19 +66,24 @@ class Request:
   max_output_tokens: int = 2048
   response_schema: str | None = None
   purpose: str = ""
+  grammar: str | None = None
 
   def to_json(self) -> dict[str, Any]:
-    return {"system": self.system,
-            "messages": [{"role": m.role, "text": m.text} for m in self.messages],
-            "temperature": self.temperature, "seed": self.seed,
-            "max_output_tokens": self.max_output_tokens,
-            "response_schema": self.response_schema, "purpose": self.purpose}
+    out = {"system": self.system,
+           "messages": [{"role": m.role, "text": m.text} for m in self.messages],
+           "temperature": self.temperature, "seed": self.seed,
+           "max_output_tokens": self.max_output_tokens,
+           "response_schema": self.response_schema, "purpose": self.purpose}
+    if self.grammar is not None:  # Only when set: logs written before it existed keep their hashes.
+      out["grammar"] = self.grammar
+    return out
 
   @classmethod
   def from_json(cls, d: dict[str, Any]) -> "Request":
     return cls(system=d["system"], messages=tuple(Message(m["role"], m["text"]) for m in d["messages"]),
                temperature=d["temperature"], seed=d["seed"], max_output_tokens=d["max_output_tokens"],
-               response_schema=d["response_schema"], purpose=d["purpose"])
+               response_schema=d["response_schema"], purpose=d["purpose"],
+               grammar=d.get("grammar"))
 
   def fingerprint(self) -> str:
     """SHA-256 (hex) of the canonical JSON of the request: equal requests, equal fingerprints."""
@@ -98,7 +106,10 @@ class Response:
     input_tokens / output_tokens: token counts as the backend reports them (estimates offline).
     latency_s: wall seconds of the successful attempt.
     call_id: unique id of the call (the server's id, or one we make); trials refer to it.
-    backend: 'gemini', 'openai', 'offline', 'replay'.
+    backend: 'gemini', 'openai', 'local', 'offline', 'replay'.
+    structured: how the reply was constrained (`rznas_jax.llm.structured.FORMS`: 'json_schema',
+      'json_object', 'grammar', or 'off' when the backend sent the request plain); '' when the
+      request asked for no structure.
   """
   text: str
   model: str
@@ -107,6 +118,7 @@ class Response:
   latency_s: float = 0.0
   call_id: str = ""
   backend: str = ""
+  structured: str = ""
 
   def to_json(self) -> dict[str, Any]:
     return dataclasses.asdict(self)

@@ -98,7 +98,7 @@ class LLMClient:
     self._rng = random.Random(rng_seed)
     self._lock = threading.Lock()
     self._stats: dict[str, Any] = dict(calls=0, failures=0, retries=0, attempts=0, input_tokens=0,
-                                       output_tokens=0, cost_usd=0.0)
+                                       output_tokens=0, cost_usd=0.0, structured={})
 
   def __repr__(self) -> str:
     return f"LLMClient({self.backend!r}, max_concurrency={self.max_concurrency})"
@@ -175,10 +175,13 @@ class LLMClient:
     Returns:
       calls (complete() calls), failures (calls that ended in LLMError), retries, attempts,
       input_tokens, output_tokens, cost_usd (a list-price estimate, `pricing.py`; 0 for unknown
-      models, the offline agent and replays).
+      models, the offline agent and replays), structured ({form: answered calls} for the calls
+      that asked for structured output, by the form they went out in: `structured.FORMS`).
     """
     with self._lock:
-      return dict(self._stats)
+      out = dict(self._stats)
+      out["structured"] = dict(self._stats["structured"])
+      return out
 
   # -- one attempt ---------------------------------------------------------------------------------
 
@@ -283,6 +286,9 @@ class LLMClient:
       else:
         self._stats["input_tokens"] += response.input_tokens
         self._stats["output_tokens"] += response.output_tokens
+        if response.structured:
+          forms = self._stats["structured"]
+          forms[response.structured] = forms.get(response.structured, 0) + 1
         if response.backend not in _FREE_BACKENDS:
           self._stats["cost_usd"] += estimate_cost_usd(response.model, response.input_tokens,
                                                        response.output_tokens)

@@ -3,7 +3,8 @@
 The brief named `google-generativeai`; that package has reached end of support, and `google-genai`
 is its successor with the same keys and models. The SDK's own retries are switched off
 (`HttpRetryOptions(attempts=1)`): `LLMClient` is the one place that retries, so attempts, waits
-and the log agree.
+and the log agree. Structured output is JSON mode (``response_mime_type="application/json"``)
+with the reply's ``response_schema`` (`rznas_jax.llm.structured`).
 
 Example:
   >>> backend = GeminiBackend("gemini-2.5-flash", api_key=os.environ["GEMINI_API_KEY"])
@@ -12,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -21,6 +21,7 @@ from rznas_jax.llm.base import Request, Response
 from rznas_jax.llm.errors import (LLMConnectionError, LLMHTTPError, LLMMalformedResponseError,
                                   LLMTimeoutError, parse_retry_after)
 from rznas_jax.llm.http_logs import quiet_http_logs
+from rznas_jax.llm.structured import FormChooser, gemini_schema, is_structured, schema_of
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 
@@ -48,12 +49,13 @@ class GeminiBackend:
     name: 'gemini'.
     model: the model name, e.g. 'gemini-2.5-flash'.
     key_env_vars: where `make_client` reads the key from (named in 'key rejected' errors).
+    structured: the `FormChooser` that says how structured requests are sent.
   """
   name = "gemini"
   key_env_vars = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
   def __init__(self, model: str = DEFAULT_MODEL, api_key: str = "", base_url: str | None = None,
-               timeout_s: float = 60.0):
+               timeout_s: float = 60.0, structured_output: str = "auto"):
     """Builds the SDK client.
 
     Args:
@@ -61,7 +63,13 @@ class GeminiBackend:
       api_key: the API key (never logged or stored anywhere but the SDK client).
       base_url: another endpoint than Google's (a proxy, or a local test server), or None.
       timeout_s: per-attempt HTTP timeout in seconds.
+      structured_output: 'auto' or 'json_schema' (JSON mode with the schema), 'json_object'
+        (JSON mode alone), 'off'.
+
+    Raises:
+      ValueError: a structured_output mode Gemini has no form for (grammar).
     """
+    self.structured = FormChooser(structured_output, "gemini")
     from google import genai  # pylint: disable=g-import-not-at-top
     from google.genai import types  # pylint: disable=g-import-not-at-top
     self._types = types
@@ -77,16 +85,18 @@ class GeminiBackend:
   def __repr__(self) -> str:
     return f"GeminiBackend(model={self.model!r})"
 
-  def _config(self, request: Request) -> Any:
+  def _config(self, request: Request, form: str = "off") -> Any:
     types = self._types
     kwargs: dict[str, Any] = dict(system_instruction=request.system or None,
                                   temperature=request.temperature,
                                   max_output_tokens=request.max_output_tokens)
     if request.seed is not None:
       kwargs["seed"] = request.seed
-    if request.response_schema is not None:
+    schema = schema_of(request)
+    if form in ("json_schema", "json_object") and schema is not None:
       kwargs["response_mime_type"] = "application/json"
-      kwargs["response_json_schema"] = json.loads(request.response_schema)
+      if form == "json_schema":
+        kwargs["response_schema"] = gemini_schema(schema)
     return types.GenerateContentConfig(**kwargs)
 
   def complete(self, request: Request) -> Response:
@@ -104,10 +114,26 @@ class GeminiBackend:
       LLMTimeoutError / LLMConnectionError: no answer in time / the connection failed.
       LLMMalformedResponseError: a 200 whose body is not a Gemini reply, or has no text.
     """
+    if not is_structured(request):
+      form = ""
+    else:  # Gemini takes schemas, not grammars: a request with only a grammar goes plain.
+      form = self.structured.form if request.response_schema is not None else "off"
+    while True:
+      try:
+        return self._send(request, form)
+      except LLMHTTPError as e:
+        # A server that refuses the structured form gets the same call at once in the next one.
+        following = (self.structured.fall_back(form, e.status, e.message)
+                     if form not in ("", "off") else None)
+        if following is None:
+          raise
+        form = self.structured.form if following != "off" else "off"
+
+  def _send(self, request: Request, form: str) -> Response:
     types = self._types
     contents = [types.Content(role="model" if m.role == "assistant" else "user",
                               parts=[types.Part(text=m.text)]) for m in request.messages]
-    config = self._config(request)  # Outside the `try`: a bad request is not a bad answer.
+    config = self._config(request, form)  # Outside the `try`: a bad request is not a bad answer.
     start = time.monotonic()
     try:
       reply = self._client.models.generate_content(model=self.model, contents=contents,
@@ -129,7 +155,7 @@ class GeminiBackend:
                     output_tokens=(_usage(reply, "candidates_token_count")
                                    + _usage(reply, "thoughts_token_count")),
                     latency_s=latency, call_id=reply.response_id or uuid.uuid4().hex,
-                    backend=self.name)
+                    backend=self.name, structured=form)
 
   @staticmethod
   def _text_of(reply: Any) -> str:

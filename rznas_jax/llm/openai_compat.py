@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -21,6 +20,7 @@ from rznas_jax.llm.base import LLMError, Request, Response
 from rznas_jax.llm.errors import (LLMConnectionError, LLMHTTPError, LLMMalformedResponseError,
                                   LLMTimeoutError, parse_retry_after)
 from rznas_jax.llm.http_logs import quiet_http_logs
+from rznas_jax.llm.structured import FormChooser, is_structured, schema_of
 
 DEFAULT_MODEL = "gpt-4o"
 
@@ -55,12 +55,13 @@ class OpenAIBackend:
     name: 'openai'.
     model: the model name the endpoint serves, e.g. 'gpt-4o'.
     key_env_vars: where `make_client` reads the key from (named in 'key rejected' errors).
+    structured: the `FormChooser` that says how structured requests are sent.
   """
   name = "openai"
   key_env_vars = ("OPENAI_API_KEY",)
 
   def __init__(self, model: str = DEFAULT_MODEL, api_key: str = "", base_url: str | None = None,
-               timeout_s: float = 60.0):
+               timeout_s: float = 60.0, structured_output: str = "auto"):
     """Builds the SDK client.
 
     Args:
@@ -68,14 +69,19 @@ class OpenAIBackend:
       api_key: the API key (local servers accept any non-empty string).
       base_url: the endpoint, e.g. 'http://localhost:8000/v1'; None for api.openai.com.
       timeout_s: per-attempt HTTP timeout in seconds.
+      structured_output: `rznas_jax.llm.structured.MODES`; 'auto' tries OpenAI's json_schema first
+        and, on a server other than api.openai.com, then json_object, grammar and plain.
 
     Raises:
       LLMError: the `openai` package is not installed.
+      ValueError: an unknown structured_output mode.
     """
     openai = _import_openai()
     self._openai = openai
     self.model = model
     self.timeout_s = timeout_s
+    official = base_url is None or "api.openai.com" in base_url
+    self.structured = FormChooser(structured_output, "openai" if official else "openai_compatible")
     self._client = openai.OpenAI(api_key=api_key or "not-needed", base_url=base_url,
                                  timeout=timeout_s, max_retries=0)
     quiet_http_logs()
@@ -83,7 +89,7 @@ class OpenAIBackend:
   def __repr__(self) -> str:
     return f"OpenAIBackend(model={self.model!r})"
 
-  def _arguments(self, request: Request) -> dict[str, Any]:
+  def _arguments(self, request: Request, form: str = "off") -> dict[str, Any]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages += [{"role": m.role, "content": m.text} for m in request.messages]
     kwargs: dict[str, Any] = dict(model=self.model, messages=messages,
@@ -91,12 +97,25 @@ class OpenAIBackend:
                                   max_tokens=request.max_output_tokens)
     if request.seed is not None:
       kwargs["seed"] = request.seed
-    if request.response_schema is not None:
-      kwargs["response_format"] = {
-          "type": "json_schema",
-          "json_schema": {"name": "reply", "schema": json.loads(request.response_schema)},
-      }
+    schema = schema_of(request)
+    if form == "json_schema" and schema is not None:
+      kwargs["response_format"] = {"type": "json_schema",
+                                   "json_schema": {"name": "reply", "strict": True, "schema": schema}}
+    elif form == "json_object" and schema is not None:
+      kwargs["response_format"] = {"type": "json_object", "schema": schema}
+    elif form == "grammar" and request.grammar is not None:
+      kwargs["extra_body"] = {"grammar": request.grammar}
     return kwargs
+
+  def _form(self, request: Request) -> str:
+    """The form this request goes out in: '' when it asks for no structure."""
+    if not is_structured(request):
+      return ""
+    form = self.structured.form
+    if (form in ("json_schema", "json_object") and request.response_schema is None
+        or form == "grammar" and request.grammar is None):
+      return "off"  # The request lacks what this form sends.
+    return form
 
   def complete(self, request: Request) -> Response:
     """Sends one chat-completions call.
@@ -112,8 +131,21 @@ class OpenAIBackend:
       LLMTimeoutError / LLMConnectionError: no answer in time / the connection failed.
       LLMMalformedResponseError: a 200 whose body is not a chat completion, or has no text.
     """
+    form = self._form(request)
+    while True:
+      try:
+        return self._send(request, form)
+      except LLMHTTPError as e:
+        # A server that refuses the structured form gets the same call at once in the next one.
+        following = (self.structured.fall_back(form, e.status, e.message)
+                     if form not in ("", "off") else None)
+        if following is None:
+          raise
+        form = self._form(request) if following != "off" else "off"
+
+  def _send(self, request: Request, form: str) -> Response:
     openai = self._openai
-    arguments = self._arguments(request)  # Outside the `try`: a bad request is not a bad answer.
+    arguments = self._arguments(request, form)  # Outside the `try`: a bad request is not a bad answer.
     start = time.monotonic()
     try:
       reply = self._client.chat.completions.create(**arguments)
@@ -143,4 +175,4 @@ class OpenAIBackend:
       raise LLMMalformedResponseError("the endpoint's chat completion has no text content")
     return Response(text=text, model=str(model), input_tokens=input_tokens,
                     output_tokens=output_tokens, latency_s=latency, call_id=str(call_id),
-                    backend=self.name)
+                    backend=self.name, structured=form)

@@ -106,7 +106,8 @@ class OfflineAgent:
     prompt = request.system + request.prompt_text
     return Response(text=text, model=self.model, input_tokens=len(prompt) // 4,
                     output_tokens=len(text) // 4, latency_s=0.0,
-                    call_id=f"offline-{uuid.UUID(request.fingerprint()[:32])}", backend=self.name)
+                    call_id=f"offline-{uuid.UUID(request.fingerprint()[:32])}", backend=self.name,
+                    structured="json_schema" if request.response_schema is not None else "")
 
   # --- mutation ---------------------------------------------------------------------------------
   def _candidates(self, parent: str, rng: np.random.Generator,
@@ -176,6 +177,8 @@ class OfflineAgent:
     why = (f"Edits of the kind {', '.join(kinds)} have raised {proxy} in "
            + ", ".join(f"{r} of {t} ({k})" for k, (r, t) in known.items()) + " earlier attempts."
            if known else f"No record yet for {', '.join(kinds)}; trying it to learn its effect.")
+    if request.response_schema is not None:  # Structured: the bare object the schema admits.
+      return json.dumps({"arch": child})
     reply = {"arch": child, "type": proxy, "score": parent_obj.get("score")}
     return f"```json\n{json.dumps(reply)}\n```\n<Thinking>\n{why}\n</Thinking>"
 

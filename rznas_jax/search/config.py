@@ -11,6 +11,7 @@ import ml_collections
 
 from rznas_jax import fitness as fitness_lib
 from rznas_jax import proxies as proxy_lib
+from rznas_jax.llm import structured as structured_lib
 from rznas_jax.search import spaces as spaces_lib
 from rznas_jax.search import state as state_lib
 from rznas_jax.spaces import nb201
@@ -110,6 +111,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not s.temperatures or any(not 0 <= t <= 2 for t in s.temperatures):
     raise ConfigError(f"config.search.temperatures {tuple(s.temperatures)} must be a non-empty list "
                       "of values in [0, 2].")
+  structured = str(config.llm.get("structured_output") or "auto") if "llm" in config else "auto"
+  if structured not in structured_lib.MODES:
+    raise ConfigError(f"config.llm.structured_output {structured!r} is unknown; valid: "
+                      f"{', '.join(structured_lib.MODES)}.")
   if config.space == "nb201" and s.population > nb201.NUM_ARCHS:
     raise ConfigError(f"config.search.population {s.population} exceeds the {nb201.NUM_ARCHS} "
                       "NB201 cells.")

@@ -273,7 +273,8 @@ class Searcher:
     self.options = prompts.PromptOptions(code=p.code, text=p.text, example=p.example,
                                          system_reflection=p.system_reflection,
                                          reflection=p.reflection, memory=p.memory,
-                                         max_output_tokens=p.max_output_tokens)
+                                         max_output_tokens=p.max_output_tokens,
+                                         structured=structured_output(config) != "off")
     self.consecutive_llm_failures = 0
 
   def _mutate(self, state, attempts: list[_Attempt]) -> None:
@@ -425,7 +426,7 @@ def summary(config, space, state: state_lib.SearchState, wall_seconds: float,
     out["test_rank"] = {d: table.rank(arch, d) for d in table.accuracy}  # 1 = best; ties share
     out["benchmark_cells"] = len(table)
   if llm_stats is not None:
-    out["llm"] = llm_stats
+    out["llm"] = {**llm_stats, "structured_output": structured_output(config)}
   return out
 
 
@@ -440,6 +441,12 @@ def benchmark_table(path: str | None):
   if path not in _TABLES:
     _TABLES[path] = nb201.BenchmarkTable.load(path)
   return _TABLES[path]
+
+
+def structured_output(config: ml_collections.ConfigDict) -> str:
+  """The run's `llm.structured_output` mode ('auto' for configs written before it existed)."""
+  llm = config.get("llm") or {}
+  return str(llm.get("structured_output") or "auto").strip()
 
 
 def make_client(config: ml_collections.ConfigDict, workdir: str, space: spaces_lib.SearchSpace):

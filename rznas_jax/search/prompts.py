@@ -50,6 +50,9 @@ class PromptOptions:
     reflection: the external reflection call after each attempt, and its memory in the prompts.
     memory: how many recent reflections the prompts show (the paper leaves it open; k).
     max_output_tokens: cap on each reply.
+    structured: the mutation request carries the space's reply schema and grammar
+      (`llm.structured_output` is not 'off'), and the reply format asks for the bare JSON object
+      they admit; reasoning then has no place in the reply, so it is asked for nowhere.
   """
   code: bool = True
   text: bool = True
@@ -58,6 +61,7 @@ class PromptOptions:
   reflection: bool = True
   memory: int = 1
   max_output_tokens: int = 1024
+  structured: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,8 +183,9 @@ def mutation_system_prompt(space: spaces_lib.SearchSpace, proxy: str, options: P
     parts += ["", "# System reflection",
               "Reflect before you mutate: as the expert in evolutionary mutation, think about what "
               "the proxy rewards, what the parent lacks, and what earlier attempts taught, and "
-              "let that guide the change. Give your reasoning after the JSON, inside "
-              "<Thinking> ... </Thinking>."]
+              "let that guide the change." + ("" if options.structured else
+                                               " Give your reasoning after the JSON, inside "
+                                               "<Thinking> ... </Thinking>.")]
   parts += ["", "# Network construction", space.rules()]
   if options.code:
     parts.append(_fenced(space.construction_code()))
@@ -189,16 +194,25 @@ def mutation_system_prompt(space: spaces_lib.SearchSpace, proxy: str, options: P
             "space has them, by changing their parameters. Keep the child a valid member of the "
             "space: a reply that breaks a rule is rejected and the attempt is lost.",
             "", "# Zero-cost proxy", *_proxy_section(fitness, options)]
-  parts += ["", "# Reply format",
-            'Reply with one JSON object in a ```json fence: {"arch": "<child genotype>", '
-            f'"type": "{name}", "score": <your guess>}}. Nothing else is read from the '
-            "reply; do not send code."]
+  if options.structured:
+    parts += ["", "# Reply format",
+              'Reply with exactly one JSON object and nothing else: {"arch": "<child genotype>"}. '
+              "The reply is constrained to this form; do not send code."]
+  else:
+    parts += ["", "# Reply format",
+              'Reply with one JSON object in a ```json fence: {"arch": "<child genotype>", '
+              f'"type": "{name}", "score": <your guess>}}. Nothing else is read from the '
+              "reply; do not send code."]
   if options.example:
     parent, child, why = space.example()
     parts += ["", "# Example", "User:", "Mutate the below architecture.",
-              _fenced(parent_json(parent, name, 1.0), "json"), "Assistant:",
-              _fenced(parent_json(child, name, 2.0), "json"),
-              f"<Thinking>\n{why}\n</Thinking>"]
+              _fenced(parent_json(parent, name, 1.0), "json")]
+    if options.structured:  # The reasoning first, as a comment on the reply it leads to.
+      parts += [f"(Reasoning, not part of the reply: {why})", "Assistant:",
+                json.dumps({"arch": child})]
+    else:
+      parts += ["Assistant:", _fenced(parent_json(child, name, 2.0), "json"),
+                f"<Thinking>\n{why}\n</Thinking>"]
   return "\n".join(parts)
 
 
@@ -237,9 +251,18 @@ def mutation_request(space: spaces_lib.SearchSpace, proxy: str, parent: str, sco
   lines = reflection_lines(memory, options.memory) if options.reflection else []
   if lines:
     user += [REFLECTION_HEADER, *lines]
+  schema, grammar = reply_constraints(space) if options.structured else (None, None)
   return Request(system=mutation_system_prompt(space, proxy, options),
                  messages=(Message("user", "\n".join(user)),), temperature=temperature, seed=seed,
-                 max_output_tokens=options.max_output_tokens, purpose=MUTATION)
+                 max_output_tokens=options.max_output_tokens, purpose=MUTATION,
+                 response_schema=schema, grammar=grammar)
+
+
+@functools.lru_cache(maxsize=32)
+def reply_constraints(space: spaces_lib.SearchSpace) -> tuple[str, str]:
+  """The space's mutation-reply schema (canonical JSON text) and GBNF grammar."""
+  schema = json.dumps(space.reply_schema(), sort_keys=True, separators=(",", ":"))
+  return schema, space.reply_grammar()
 
 
 REFLECTION_SYSTEM = (
