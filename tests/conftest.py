@@ -16,3 +16,18 @@ def need(path):
   if not os.path.exists(path):
     pytest.skip(f"shared data file {path} is not present")
   return path
+
+
+def pytest_terminal_summary(terminalreporter):
+  """Says loudly which real-model tests were skipped and why (the C++ extra may fail to build)."""
+  skipped = [r for r in terminalreporter.stats.get("skipped", [])
+             if "test_local_model.py" in getattr(r, "nodeid", "")]
+  if not skipped:
+    return
+  reason = skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else str(skipped[0].longrepr)
+  write = terminalreporter.write_line
+  write("#" * 100)
+  write(f"## SKIPPED {len(skipped)} REAL-MODEL TESTS: {reason.removeprefix('Skipped: ')}")
+  for report in skipped:
+    write(f"##   {report.nodeid}")
+  write("#" * 100)

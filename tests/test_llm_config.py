@@ -38,7 +38,7 @@ def test_default_config_has_every_key_with_its_default():
   assert isinstance(config, ml_collections.ConfigDict)
   assert config.to_dict() == dict(backend="auto", model=None, base_url=None, timeout_s=60.0,
                                   max_retries=5, max_concurrency=8, requests_per_minute=0,
-                                  log_path=None)
+                                  log_path=None, structured_output="auto", local_threads=None)
   config.model, config.base_url, config.log_path = "gpt-4o", "http://h/v1", "/tmp/x.jsonl"  # Typed.
   with pytest.raises(TypeError):
     config.max_retries = "many"
@@ -108,7 +108,7 @@ def test_an_unknown_backend_lists_the_valid_ones(tmp_path, value):
   config = default_config()
   config.backend = value
   with pytest.raises(ValueError, match=f"^llm.backend='{value}' is not a known backend; use one of "
-                                       "auto, gemini, openai, offline, replay:PATH.$"):
+                                       "auto, gemini, openai, local:PATH.gguf, offline, replay:PATH.$"):
     make_client(config, tmp_path)
 
 

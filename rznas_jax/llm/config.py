@@ -23,8 +23,9 @@ from ml_collections import config_dict
 
 from rznas_jax.llm.base import Backend
 from rznas_jax.llm.client import LLMClient
+from rznas_jax.llm.structured import MODES
 
-BACKENDS = ("auto", "gemini", "openai", "offline", "replay:PATH")
+BACKENDS = ("auto", "gemini", "openai", "local:PATH.gguf", "offline", "replay:PATH")
 DEFAULT_MODELS = {"gemini": "gemini-2.5-flash", "openai": "gpt-4o"}
 KEY_ENV_VARS = {"gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "openai": ("OPENAI_API_KEY",)}
 LOG_FILE = "llm_log.jsonl"
@@ -38,7 +39,9 @@ def default_config() -> ml_collections.ConfigDict:
   Returns:
     A ConfigDict with:
       backend: 'auto' (Gemini when GEMINI_API_KEY or GOOGLE_API_KEY is set, else the offline
-        agent), 'gemini', 'openai', 'offline', or 'replay:PATH' (answer from a recorded log).
+        agent), 'gemini', 'openai' (any OpenAI-compatible server with base_url), 'local:PATH.gguf'
+        (a GGUF model run in-process by llama-cpp-python, the `local` extra), 'offline', or
+        'replay:PATH' (answer from a recorded log).
       model: model name; None for the backend's default (gemini-2.5-flash, gpt-4o).
       base_url: another endpoint (a vLLM or llama.cpp server, a proxy); None for the provider's.
       timeout_s: seconds per attempt.
@@ -46,6 +49,10 @@ def default_config() -> ml_collections.ConfigDict:
       max_concurrency: most calls in flight at once.
       requests_per_minute: most call starts per minute; 0 for no limit.
       log_path: the JSONL log of every exchange; None for `<workdir>/llm_log.jsonl`.
+      structured_output: how mutation replies are constrained (`rznas_jax.llm.structured`):
+        'auto' (the best form the backend takes, falling back when a server refuses one),
+        'json_schema', 'json_object', 'grammar' or 'off'. Reflection replies stay free text.
+      local_threads: CPU threads for 'local:' (None: all cores).
   """
   config = ml_collections.ConfigDict()
   config.backend = "auto"
@@ -56,6 +63,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.max_concurrency = 8
   config.requests_per_minute = 0
   config.log_path = config_dict.placeholder(str)
+  config.structured_output = "auto"
+  config.local_threads = config_dict.placeholder(int)
   return config
 
 
@@ -90,11 +99,19 @@ def _network_backend(kind: str, llm: Mapping, secrets: list[str]) -> Backend:
     secrets.append(key)
   model = llm.get("model") or DEFAULT_MODELS[kind]
   timeout_s = float(llm.get("timeout_s") or 60.0)
+  structured = structured_mode(llm)
   if kind == "gemini":
     from rznas_jax.llm.gemini import GeminiBackend  # pylint: disable=g-import-not-at-top
-    return GeminiBackend(model, api_key=key, base_url=llm.get("base_url"), timeout_s=timeout_s)
+    return GeminiBackend(model, api_key=key, base_url=llm.get("base_url"), timeout_s=timeout_s,
+                         structured_output=structured)
   from rznas_jax.llm.openai_compat import OpenAIBackend  # pylint: disable=g-import-not-at-top
-  return OpenAIBackend(model, api_key=key, base_url=llm.get("base_url"), timeout_s=timeout_s)
+  return OpenAIBackend(model, api_key=key, base_url=llm.get("base_url"), timeout_s=timeout_s,
+                       structured_output=structured)
+
+
+def structured_mode(llm: Mapping) -> str:
+  """The `structured_output` setting of an `llm` block ('auto' when the block has none)."""
+  return str(llm.get("structured_output") or "auto").strip()
 
 
 def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.PathLike,
@@ -116,12 +133,17 @@ def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.P
     A client that retries, caps concurrency, counts tokens and logs every exchange.
 
   Raises:
-    ValueError: an unknown backend, a missing key, or 'offline' without an offline_factory.
-    LLMError: a replay log that is missing or malformed, or the openai package is missing.
+    ValueError: an unknown backend or structured_output mode, a missing key, or 'offline'
+      without an offline_factory.
+    LLMError: a replay log that is missing or malformed, the openai package is missing, or a
+      'local:' model that cannot be loaded (no llama-cpp-python, no such file, not a GGUF).
   """
   llm = config.llm if "llm" in config and "backend" not in config else config
   requested = str(llm.get("backend") or "auto").strip()
   kind, reason = _choose(requested)
+  if structured_mode(llm) not in MODES:
+    raise ValueError(f"llm.structured_output={structured_mode(llm)!r} is not a mode; use one of "
+                     f"{', '.join(MODES)}.")
   secrets: list[str] = []
   workdir = os.fspath(workdir)
   log_path = llm.get("log_path") or os.path.join(workdir, LOG_FILE)
@@ -129,6 +151,13 @@ def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.P
     backend = _network_backend(kind, llm, secrets)
     detail = f"{kind} (model {backend.model}" + (f" at {llm.get('base_url')})" if llm.get("base_url")
                                                   else ")")
+  elif kind.startswith("local:"):
+    from rznas_jax.llm.local import LocalBackend  # pylint: disable=g-import-not-at-top
+    path = os.path.expanduser(kind[len("local:"):].strip())
+    threads = llm.get("local_threads")
+    backend = LocalBackend(path, structured_output=structured_mode(llm),
+                           n_threads=int(threads) if threads else None)
+    detail = f"local ({backend.model} in-process, llama-cpp-python)"
   elif kind == "offline":
     if offline_factory is None:
       raise ValueError(f"The offline LLM backend was chosen ({reason}) but no offline_factory was "
