@@ -18,6 +18,12 @@ def need(path):
   return path
 
 
+def pytest_collection_modifyitems(items):
+  """Runs the real-model tests first: each takes a minute on one worker, and started last they
+  would leave the other worker idle at the end of the run."""
+  items.sort(key=lambda item: "test_local_model.py" not in item.nodeid)  # stable: order kept
+
+
 def pytest_terminal_summary(terminalreporter):
   """Says loudly which real-model tests were skipped and why (the C++ extra may fail to build)."""
   skipped = [r for r in terminalreporter.stats.get("skipped", [])

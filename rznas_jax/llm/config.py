@@ -44,7 +44,7 @@ def default_config() -> ml_collections.ConfigDict:
         'replay:PATH' (answer from a recorded log).
       model: model name; None for the backend's default (gemini-2.5-flash, gpt-4o).
       base_url: another endpoint (a vLLM or llama.cpp server, a proxy); None for the provider's.
-      timeout_s: seconds per attempt.
+      timeout_s: seconds per attempt (network backends; `local:` calls run to their token cap).
       max_retries: retries after the first attempt on 429, 5xx, timeouts.
       max_concurrency: most calls in flight at once.
       requests_per_minute: most call starts per minute; 0 for no limit.
@@ -176,8 +176,10 @@ def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.P
                      f"{', '.join(BACKENDS)}.")
   logging.info("LLM backend: %s, because %s; exchanges are logged to %s.", detail, reason, log_path)
   rpm = llm.get("requests_per_minute") or None
-  return LLMClient(backend, max_retries=int(llm.get("max_retries", 5)),
-                   timeout_s=float(llm.get("timeout_s") or 60.0),
+  # In-process generation has no network to hang on and is bounded by max_output_tokens; a slow
+  # CPU must not have its calls abandoned (and retried behind the model's lock) by the safety net.
+  timeout_s = None if kind.startswith("local:") else float(llm.get("timeout_s") or 60.0)
+  return LLMClient(backend, max_retries=int(llm.get("max_retries", 5)), timeout_s=timeout_s,
                    max_concurrency=int(llm.get("max_concurrency") or 8),
                    requests_per_minute=int(rpm) if rpm else None, log_path=log_path,
                    secrets=secrets, **({"sleep": sleep} if sleep is not None else {}))

@@ -192,24 +192,30 @@ class LocalBackend:
         form = "off"  # The request lacks what this form needs.
       seed = request.seed if request.seed is not None else 0
       start = time.monotonic()
-      if self.chat_template:
-        messages = ([{"role": "system", "content": request.system}] if request.system else [])
-        messages += [{"role": m.role, "content": m.text} for m in request.messages]
-        out = llm.create_chat_completion(messages=messages, temperature=request.temperature,
-                                         max_tokens=request.max_output_tokens, seed=seed,
-                                         grammar=grammar)
-        text = out["choices"][0]["message"]["content"] or ""
-      else:
-        out = llm.create_completion(plain_transcript(request), temperature=request.temperature,
-                                    max_tokens=request.max_output_tokens, seed=seed,
-                                    grammar=grammar, stop=None if grammar else list(_PLAIN_STOP))
-        text = out["choices"][0]["text"] or ""
+      try:
+        text, out = self._generate(llm, request, grammar, seed)
+      except Exception as e:  # pylint: disable=broad-except  # llama.cpp's errors are RuntimeErrors.
+        raise LLMError(f"{self.model} failed to generate a reply in-process ({type(e).__name__}: "
+                       f"{e}).") from None
       latency = time.monotonic() - start
     usage = out.get("usage") or {}
     return Response(text=text, model=self.model, input_tokens=int(usage.get("prompt_tokens", 0)),
                     output_tokens=int(usage.get("completion_tokens", 0)), latency_s=latency,
                     call_id=str(out.get("id") or uuid.uuid4().hex), backend=self.name,
                     structured=form)
+
+  def _generate(self, llm: Any, request: Request, grammar: Any, seed: int) -> tuple[str, dict]:
+    if self.chat_template:
+      messages = ([{"role": "system", "content": request.system}] if request.system else [])
+      messages += [{"role": m.role, "content": m.text} for m in request.messages]
+      out = llm.create_chat_completion(messages=messages, temperature=request.temperature,
+                                       max_tokens=request.max_output_tokens, seed=seed,
+                                       grammar=grammar)
+      return out["choices"][0]["message"]["content"] or "", out
+    out = llm.create_completion(plain_transcript(request), temperature=request.temperature,
+                                max_tokens=request.max_output_tokens, seed=seed, grammar=grammar,
+                                stop=None if grammar else list(_PLAIN_STOP))
+    return out["choices"][0]["text"] or "", out
 
   def info(self) -> dict[str, Any]:
     """What the run records of the model."""
