@@ -205,3 +205,45 @@ def test_old_log_requests_keep_their_fingerprints():
   request = Request.from_json(old)
   assert request.grammar is None and request.to_json() == old
   assert Request.from_json({**old, "grammar": "root ::= \"a\""}).fingerprint() != request.fingerprint()
+
+
+# -- the search side -------------------------------------------------------------------------------
+
+
+def test_mutation_requests_carry_the_spaces_schema_and_grammar_and_reflections_do_not():
+  from rznas_jax.search import prompts, spaces  # pylint: disable=import-outside-toplevel
+  space = spaces.make_space("nb201")
+  parent = "|none~0|+|skip_connect~0|none~1|+|none~0|none~1|nor_conv_3x3~2|"
+  on, off = prompts.PromptOptions(structured=True), prompts.PromptOptions()
+  request = prompts.mutation_request(space, "synflow", parent, 1.0, [], on, temperature=1.0, seed=0)
+  assert json.loads(request.response_schema) == space.reply_schema()
+  assert request.grammar == space.reply_grammar()
+  assert 'Reply with exactly one JSON object and nothing else: {"arch"' in request.system
+  assert "<Thinking>" not in request.system
+  plain = prompts.mutation_request(space, "synflow", parent, 1.0, [], off, temperature=1.0, seed=0)
+  assert plain.response_schema is None and plain.grammar is None and "<Thinking>" in plain.system
+  reflection = prompts.reflection_request(space, "synflow", parent, 1.0, parent, 1.0, None, [], on,
+                                          temperature=1.0, seed=0)
+  assert reflection.response_schema is None and reflection.grammar is None
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_search_records_the_mode_and_each_replys_form(tmp_path, mode):
+  from launch.configs import tiny_cpu  # pylint: disable=import-outside-toplevel
+  from rznas_jax import search  # pylint: disable=import-outside-toplevel
+  config = tiny_cpu.get_config("params")
+  config.search.iterations = 4
+  config.llm.structured_output = mode
+  summary = search.run(config, str(tmp_path), progress=False)
+  with open(tmp_path / "llm_log.jsonl") as f:
+    log = [json.loads(line) for line in f]
+  mutations = [e for e in log if e["request"]["purpose"] == "mutation"]
+  assert len(mutations) == 4 and summary["llm"]["structured_output"] == mode
+  if mode == "auto":  # The offline agent answers the bare object a schema admits.
+    assert summary["llm"]["structured"] == {"json_schema": 4}
+    assert all(e["request"]["grammar"] and e["response"]["structured"] == "json_schema"
+               and json.loads(e["response"]["text"]).keys() == {"arch"} for e in mutations)
+  else:
+    assert summary["llm"]["structured"] == {}
+    assert all("grammar" not in e["request"] and "<Thinking>" in e["response"]["text"]
+               for e in mutations)
