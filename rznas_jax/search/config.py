@@ -101,7 +101,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   s = config.search
   for name, value, low in (("search.iterations", s.iterations, 0), ("search.population", s.population, 1),
                            ("search.proposals_per_step", s.proposals_per_step, 1),
-                           ("batch_size", config.batch_size, 1), ("prompt.memory", config.prompt.memory, 0)):
+                           ("batch_size", config.batch_size, 1), ("prompt.memory", config.prompt.memory, 0),
+                           ("search.max_llm_failures", s.max_llm_failures, 1)):
     if value < low:
       raise ConfigError(f"config.{name} is {value}; it must be at least {low}.")
   if s.mutation not in MUTATIONS:

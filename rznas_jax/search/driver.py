@@ -112,11 +112,14 @@ class ProxyScorer:
     self._round: tuple[int, np.ndarray] | None = None
     if scores_path and os.path.exists(scores_path):
       with open(scores_path) as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
           try:
             entry = json.loads(line)
           except json.JSONDecodeError:
-            continue  # a line cut short by a crash
+            # A line cut short by a crash, or a damaged file: said, and its cell is scored again.
+            logging.warning("Line %d of %s is not JSON (%r); its cell will be scored again.",
+                            number, scores_path, line[:80])
+            continue
           scores = entry.get("scores", {self.components[0]: entry.get("score")})
           if all(scores.get(c) is not None for c in self.components):
             self.cache[entry["genotype"]] = tuple(float(scores[c]) for c in self.components)
@@ -196,26 +199,48 @@ def _check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def _read_trials(path: str, count: int) -> list[state_lib.Trial]:
-  """The first ``count`` trials of ``trials.jsonl``; later lines (written after the last
-  checkpoint) are cut off the file."""
-  trials, keep = [], 0
+  """The first ``count`` trials of ``trials.jsonl`` (later lines, written after the last
+  checkpoint, are not read); the file is not changed."""
+  trials = []
   if os.path.exists(path):
     with open(path, "rb") as f:
       for line in f:
         if len(trials) == count:
           break
         trials.append(state_lib.Trial.from_json(json.loads(line)))
-        keep += len(line)
-    with open(path, "r+b") as f:
-      f.truncate(keep)
   if len(trials) != count:
     raise ValueError(f"{path} holds {len(trials)} trials but the checkpoint counts {count}; the run "
                      "folder is damaged.")
   return trials
 
 
+def cut_trials_after_checkpoint(workdir: str, count: int) -> int:
+  """The repair a resumed run makes before its first step: cuts the lines that a crash left in
+  ``trials.jsonl`` after the checkpoint's ``count`` trials (the resumed run redoes those
+  attempts), and logs it. Returns how many lines were cut."""
+  path = os.path.join(workdir, TRIALS_FILE)
+  if not os.path.exists(path):
+    return 0
+  keep = lines = 0
+  with open(path, "rb") as f:
+    for line in f:
+      lines += 1
+      if lines <= count:
+        keep += len(line)
+  if lines <= count:
+    return 0
+  with open(path, "r+b") as f:
+    f.truncate(keep)
+  logging.warning("Cut %d line(s) written after the last checkpoint off %s; the resumed run redoes "
+                  "those attempts.", lines - count, path)
+  return lines - count
+
+
 def load_state(workdir: str) -> tuple[state_lib.SearchState | None, float]:
-  """(state, wall seconds so far) from a run folder, or (None, 0) when it has no checkpoint."""
+  """(state, wall seconds so far) from a run folder, or (None, 0) when it has no checkpoint.
+
+  Reads only: a resumed run repairs the folder with `cut_trials_after_checkpoint`.
+  """
   path = os.path.join(workdir, CHECKPOINT_FILE)
   if not os.path.exists(path):
     return None, 0.0
@@ -511,6 +536,7 @@ def _search(config, workdir, space, scorer, client, progress, on_step) -> dict[s
     _append_timeline(workdir, 0, wall + time.monotonic() - started)
   else:
     logging.info("Resuming %s at iteration %d.", workdir, state.iteration)
+    cut_trials_after_checkpoint(workdir, len(state.trials))
   total = config.search.iterations
   bar = None
   if progress:

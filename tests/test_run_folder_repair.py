@@ -1,0 +1,81 @@
+"""Reading a run folder never changes it; a resumed run's repair is its own logged step."""
+
+import json
+import os
+
+import pytest
+
+from launch.configs import tiny_cpu
+from rznas_jax import search
+from rznas_jax.search import config as config_lib
+from rznas_jax.search import driver
+
+
+def _config(iterations):
+  config = tiny_cpu.get_config("params")  # analytic: no compile
+  config.search.iterations = iterations
+  return config
+
+
+def _run(workdir, iterations):
+  return search.run(_config(iterations), str(workdir), progress=False)
+
+
+@pytest.fixture
+def warnings(caplog):
+  """The warnings logged so far (absl logs through Python's logging)."""
+
+  class Seen:
+
+    def __iter__(self):
+      return iter(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+    def __bool__(self):
+      return any(True for _ in self)
+
+  return Seen()
+
+
+def test_load_state_reads_without_cutting_the_lines_after_the_checkpoint(tmp_path, warnings):
+  _run(tmp_path, 6)
+  trials = tmp_path / driver.TRIALS_FILE
+  lines = trials.read_text().splitlines(keepends=True)
+  trials.write_text("".join(lines) + lines[-1] + '{"cut short by a cra')  # as a crash leaves it
+  before = trials.read_bytes()
+  state, _ = search.load_state(str(tmp_path))
+  assert len(state.trials) == 6
+  assert trials.read_bytes() == before  # a read changes nothing
+  assert not warnings
+  # Resuming repairs the folder, says so, and ends as an uninterrupted run does.
+  summary = _run(tmp_path, 8)
+  assert any("Cut 2 line(s) written after the last checkpoint" in w for w in warnings)
+  assert summary["iterations_done"] == 8
+  assert len(trials.read_text().splitlines()) == 8
+  straight = _run(tmp_path / "straight", 8)
+  assert summary["best_arch"] == straight["best_arch"]
+  assert (trials.read_text() == (tmp_path / "straight" / driver.TRIALS_FILE).read_text())
+
+
+def test_a_damaged_scores_line_is_reported_and_its_cell_scored_again(tmp_path, warnings):
+  _run(tmp_path, 4)
+  scores = tmp_path / driver.SCORES_FILE
+  lines = scores.read_text().splitlines(keepends=True)
+  damaged_genotype = json.loads(lines[1])["genotype"]
+  lines[1] = lines[1][:25] + "\n"
+  scores.write_text("".join(lines))
+  config = _config(6)
+  cache = driver.ProxyScorer(config, config_lib.make_space(config), str(scores))
+  assert any(w.startswith(f"Line 2 of {scores} is not JSON") and "scored again" in w
+             for w in warnings)
+  assert damaged_genotype not in cache.cache and len(cache.cache) == len(lines) - 1
+  space = config_lib.make_space(config)
+  assert cache([damaged_genotype])[0, 0] == space.costs(damaged_genotype)["params"]  # scored again
+  assert scores.read_text().splitlines()[-1].startswith(f'{{"genotype": "{damaged_genotype}"')
+
+
+def test_max_llm_failures_below_one_is_a_config_error():
+  config = _config(4)
+  config.search.max_llm_failures = 0
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"config.search.max_llm_failures is 0; it must be at least 1\."):
+    config_lib.check_config(config)
