@@ -34,8 +34,12 @@ def test_search_writes_its_report_by_default(tmp_path):
                    f"--workdir={tmp_path}", f"--config.benchmark={need(NATS_CSV)}", "--progress=false",
                    "--config.search.iterations=6")
   assert result.returncode == 0, result.stderr
-  assert (tmp_path / "report" / "index.html").is_file()
   assert f"report in {tmp_path / 'report' / 'index.html'}" in result.stdout
+  # The page is this run's: it names the cell the run found and its test accuracy.
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  page = (tmp_path / "report" / "index.html").read_text()
+  assert summary["best_arch"] in page
+  assert f"{summary['test_accuracy']['cifar10']:.2f}" in page
 
 
 def test_a_report_that_fails_costs_one_warning_not_the_run(tmp_path, monkeypatch, capsys):

@@ -1,5 +1,6 @@
 """The pure parts of the search: reply parsing, prompts, the state's steps, the offline agent."""
 
+import dataclasses
 import inspect
 import json
 import os
@@ -41,7 +42,10 @@ def test_reply_keeps_thinking_and_ignores_the_llms_score():
   parsed = replies.parse_mutation_reply(
       f'```json\n{{"arch": "{CHILD}", "score": 1e9}}\n```\n<Thinking>\nmore convs\n</Thinking>', NB201)
   assert parsed.thinking == "more convs"
-  assert not hasattr(parsed, "score")
+  # The score the LLM wrote changes nothing: the same reply without it parses to the same value.
+  assert parsed == replies.parse_mutation_reply(
+      f'```json\n{{"arch": "{CHILD}"}}\n```\n<Thinking>\nmore convs\n</Thinking>', NB201)
+  assert {f.name for f in dataclasses.fields(parsed)} == {"genotype", "error", "kind", "thinking"}
 
 
 @pytest.mark.parametrize("text,kind,needle", [

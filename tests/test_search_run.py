@@ -20,8 +20,7 @@ from rznas_jax.spaces import nb201
 from conftest import NATS_CSV, need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCHMARK = os.path.join(os.path.dirname(ROOT), "shared", "data", "nb201", "v-tao_nats-bench-landscape",
-                         "nats_bench.csv")
+BENCHMARK = NATS_CSV
 TIMING_KEYS = ("wall_seconds", "llm")
 
 
@@ -45,7 +44,7 @@ def _without_timing(summary):
 
 def test_run_writes_the_run_folder(tmp_path):
   config = _config()
-  config.benchmark = BENCHMARK
+  config.benchmark = need(BENCHMARK)
   summary = search.run(config, str(tmp_path), progress=False)
   for name in ("config.json", "checkpoint.json", "trials.jsonl", "scores.jsonl", "llm_log.jsonl",
                "summary.json"):
