@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from launch.configs import tiny_cpu
@@ -79,3 +80,53 @@ def test_max_llm_failures_below_one_is_a_config_error():
   with pytest.raises(config_lib.ConfigError,
                      match=r"config.search.max_llm_failures is 0; it must be at least 1\."):
     config_lib.check_config(config)
+
+
+class _FailingClient:
+  """Answers mutation requests with a valid one-edit child, and fails the calls of ``failing``."""
+
+  def __init__(self, failing):
+    self.failing = failing
+    self.calls = 0
+
+  def complete_many(self, requests):
+    from rznas_jax.llm.base import LLMError, Response  # pylint: disable=import-outside-toplevel
+    from rznas_jax.search import replies, spaces  # pylint: disable=import-outside-toplevel
+    space = spaces.make_space("nb201")
+    out = []
+    for r in requests:
+      self.calls += 1
+      if r.purpose in self.failing:
+        out.append(LLMError(f"HTTP 503 on call {self.calls}."))
+      elif r.purpose == "mutation":
+        parent = replies.first_json_object(r.prompt_text)["arch"]
+        child = space.random_mutation(parent, np.random.default_rng(self.calls))
+        out.append(Response(text=json.dumps({"arch": child}), model="m", call_id=f"c{self.calls}"))
+      else:
+        out.append(Response(text="advice", model="m", call_id=f"c{self.calls}"))
+    return out
+
+
+def test_a_failed_reflection_is_recorded_in_its_trial(tmp_path):
+  config = _config(6)
+  config.search.max_llm_failures = 100
+  summary = search.run(config, str(tmp_path), progress=False, client=_FailingClient({"reflection"}))
+  trials = [json.loads(l) for l in (tmp_path / driver.TRIALS_FILE).read_text().splitlines()]
+  assert summary["iterations_done"] == 6
+  assert all(t["reflection"] is None and t["reflection_error"].startswith("HTTP 503 on call")
+             for t in trials)
+  state, _ = search.load_state(str(tmp_path))
+  assert state.trials[0].reflection_error == trials[0]["reflection_error"]
+
+
+@pytest.mark.parametrize("failing, what", [({"mutation"}, "mutation"), ({"reflection"}, "reflection"),
+                                           ({"mutation", "reflection"}, "mutation")])
+def test_the_run_stops_after_max_llm_failures_failed_calls_in_a_row(tmp_path, failing, what):
+  config = _config(20)
+  config.search.max_llm_failures = 4
+  with pytest.raises(search.SearchAborted,
+                     match=rf"^4 {what} calls to the LLM in a row failed; the last: (The LLM call failed: )?HTTP 503 on call "
+                           r"\d+\. The run is saved"):
+    search.run(config, str(tmp_path), progress=False, client=_FailingClient(failing))
+  state, _ = search.load_state(str(tmp_path))
+  assert state.iteration == 3  # three steps saved; the fourth, which stopped the run, is not

@@ -281,6 +281,7 @@ class _Attempt:
   mutation_call: str | None = None
   reflection: str | None = None
   reflection_call: str | None = None
+  reflection_error: str | None = None
   components: tuple[float, ...] | None = None
 
 
@@ -301,6 +302,7 @@ class Searcher:
                                          max_output_tokens=p.max_output_tokens,
                                          structured=structured_output(config) != "off")
     self.consecutive_llm_failures = 0
+    self.consecutive_reflection_failures = 0
 
   def _mutate(self, state, attempts: list[_Attempt]) -> None:
     if self.config.search.mutation == "random":
@@ -383,6 +385,24 @@ class Searcher:
     for a, response in zip(attempts, self.client.complete_many(requests)):
       if isinstance(response, Response):
         a.reflection, a.reflection_call = response.text.strip(), response.call_id
+      else:  # recorded in the trial, and counted with the failed mutation calls
+        a.reflection_error = str(response)
+
+  def _count_llm_failures(self, attempts: list[_Attempt]) -> str | None:
+    """Counts steps whose mutation calls all failed, and apart from them steps whose reflection
+    calls all failed (a run of either reaching `search.max_llm_failures` failed calls stops the
+    search); returns the message of the step's last failed call, or None."""
+    if self.config.search.mutation != "llm":
+      return None
+    mutations = [a.error for a in attempts if a.kind == "llm_failed"]
+    reflections = [a.reflection_error for a in attempts if a.reflection_error is not None]
+    self.consecutive_llm_failures = (self.consecutive_llm_failures + len(mutations)
+                                     if len(mutations) == len(attempts) else 0)
+    self.consecutive_reflection_failures = (
+        self.consecutive_reflection_failures + len(reflections)
+        if self.options.reflection and len(reflections) == len(attempts) else 0)
+    failed = mutations + reflections
+    return failed[-1] if failed else None
 
   def step(self, state: state_lib.SearchState, num_proposals: int) -> state_lib.SearchState:
     """One step of ``num_proposals`` attempts; returns the next state."""
@@ -393,19 +413,20 @@ class Searcher:
     self._mutate(state, attempts)
     evaluations = self._score(state, attempts)
     self._reflect(state, attempts)
-    failed = [a for a in attempts if a.kind == "llm_failed"]
-    self.consecutive_llm_failures = (self.consecutive_llm_failures + len(failed)
-                                     if len(failed) == len(attempts) else 0)
-    if self.consecutive_llm_failures >= s.max_llm_failures:
-      raise SearchAborted(f"{self.consecutive_llm_failures} LLM calls in a row failed; the last: "
-                          f"{failed[-1].error} The run is saved; fix the cause and rerun to resume.")
+    last_failure = self._count_llm_failures(attempts)
+    run = max(self.consecutive_llm_failures, self.consecutive_reflection_failures)
+    if last_failure is not None and run >= s.max_llm_failures:
+      what = ("mutation" if self.consecutive_llm_failures >= s.max_llm_failures else "reflection")
+      raise SearchAborted(f"{run} {what} calls to the LLM in a row failed; the last: "
+                          f"{last_failure} The run is saved; fix the cause and rerun to resume.")
     llm = s.mutation == "llm"
     trials = [state_lib.Trial(
         iteration=a.iteration, parent=a.proposal.parent.genotype,
         parent_score=a.proposal.parent.score, child=a.child, score=a.score, kind=a.kind,
         error=a.error, added=False, temperature=a.proposal.temperature if llm else None,
         reflection=a.reflection, mutation_call=a.mutation_call,
-        reflection_call=a.reflection_call, components=a.components) for a in attempts]
+        reflection_call=a.reflection_call, components=a.components,
+        reflection_error=a.reflection_error) for a in attempts]
     return state_lib.apply_step(state, trials, population_size=s.population,
                                 memory_size=max(self.options.memory, 1), evaluations=evaluations,
                                 fitness=self.fitness)

@@ -121,6 +121,7 @@ class Trial:
     reflection: the reflection's advice, or None.
     mutation_call, reflection_call: LLM call ids, or None.
     components: an aggregate fitness's component scores of the child, when it was scored.
+    reflection_error: why the reflection call failed, when it did (its advice is then None).
   """
   iteration: int
   parent: str
@@ -135,9 +136,12 @@ class Trial:
   mutation_call: str | None = None
   reflection_call: str | None = None
   components: Components | None = None
+  reflection_error: str | None = None
 
   def to_json(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
+    if self.reflection_error is None:
+      del d["reflection_error"]  # written only when a reflection call failed
     if self.components is None:
       del d["components"]  # a single proxy's trials read as they always did
     else:
