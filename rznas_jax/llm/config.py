@@ -23,7 +23,7 @@ from ml_collections import config_dict
 
 from rznas_jax.llm.base import Backend
 from rznas_jax.llm.client import LLMClient
-from rznas_jax.llm.structured import MODES
+from rznas_jax.llm.structured import MODES, mode_of
 
 BACKENDS = ("auto", "gemini", "openai", "local:PATH.gguf", "offline", "replay:PATH")
 DEFAULT_MODELS = {"gemini": "gemini-2.5-flash", "openai": "gpt-4o"}
@@ -99,7 +99,7 @@ def _network_backend(kind: str, llm: Mapping, secrets: list[str]) -> Backend:
     secrets.append(key)
   model = llm.get("model") or DEFAULT_MODELS[kind]
   timeout_s = float(llm.get("timeout_s") or 60.0)
-  structured = structured_mode(llm)
+  structured = mode_of(llm)
   if kind == "gemini":
     from rznas_jax.llm.gemini import GeminiBackend  # pylint: disable=g-import-not-at-top
     return GeminiBackend(model, api_key=key, base_url=llm.get("base_url"), timeout_s=timeout_s,
@@ -108,10 +108,6 @@ def _network_backend(kind: str, llm: Mapping, secrets: list[str]) -> Backend:
   return OpenAIBackend(model, api_key=key, base_url=llm.get("base_url"), timeout_s=timeout_s,
                        structured_output=structured)
 
-
-def structured_mode(llm: Mapping) -> str:
-  """The `structured_output` setting of an `llm` block ('auto' when the block has none)."""
-  return str(llm.get("structured_output") or "auto").strip()
 
 
 def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.PathLike,
@@ -141,8 +137,8 @@ def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.P
   llm = config.llm if "llm" in config and "backend" not in config else config
   requested = str(llm.get("backend") or "auto").strip()
   kind, reason = _choose(requested)
-  if structured_mode(llm) not in MODES:
-    raise ValueError(f"llm.structured_output={structured_mode(llm)!r} is not a mode; use one of "
+  if mode_of(llm) not in MODES:
+    raise ValueError(f"llm.structured_output={mode_of(llm)!r} is not a mode; use one of "
                      f"{', '.join(MODES)}.")
   secrets: list[str] = []
   workdir = os.fspath(workdir)
@@ -155,7 +151,7 @@ def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.P
     from rznas_jax.llm.local import LocalBackend  # pylint: disable=g-import-not-at-top
     path = os.path.expanduser(kind[len("local:"):].strip())
     threads = llm.get("local_threads")
-    backend = LocalBackend(path, structured_output=structured_mode(llm),
+    backend = LocalBackend(path, structured_output=mode_of(llm),
                            n_threads=int(threads) if threads else None)
     detail = f"local ({backend.model} in-process, llama-cpp-python)"
   elif kind == "offline":

@@ -21,7 +21,7 @@ from rznas_jax.llm.base import Request, Response
 from rznas_jax.llm.errors import (LLMConnectionError, LLMHTTPError, LLMMalformedResponseError,
                                   LLMTimeoutError, parse_retry_after)
 from rznas_jax.llm.http_logs import quiet_http_logs
-from rznas_jax.llm.structured import FormChooser, gemini_schema, is_structured, schema_of
+from rznas_jax.llm.structured import FormChooser, gemini_schema, schema_of
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 
@@ -114,20 +114,7 @@ class GeminiBackend:
       LLMTimeoutError / LLMConnectionError: no answer in time / the connection failed.
       LLMMalformedResponseError: a 200 whose body is not a Gemini reply, or has no text.
     """
-    if not is_structured(request):
-      form = ""
-    else:  # Gemini takes schemas, not grammars: a request with only a grammar goes plain.
-      form = self.structured.form if request.response_schema is not None else "off"
-    while True:
-      try:
-        return self._send(request, form)
-      except LLMHTTPError as e:
-        # A server that refuses the structured form gets the same call at once in the next one.
-        following = (self.structured.fall_back(form, e.status, e.message)
-                     if form not in ("", "off") else None)
-        if following is None:
-          raise
-        form = self.structured.form if following != "off" else "off"
+    return self.structured.complete(request, self._send)
 
   def _send(self, request: Request, form: str) -> Response:
     types = self._types

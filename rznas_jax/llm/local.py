@@ -35,7 +35,7 @@ import uuid
 from typing import Any
 
 from rznas_jax.llm.base import LLMError, Request, Response
-from rznas_jax.llm.structured import FormChooser, is_structured
+from rznas_jax.llm.structured import FormChooser
 
 GGUF_MAGIC = b"GGUF"
 _CONTEXT_STEP = 1024
@@ -184,12 +184,10 @@ class LocalBackend:
       LLMError: the model cannot be loaded, the prompt does not fit its context, or llama.cpp
         refused the grammar.
     """
-    form = "" if not is_structured(request) else self.structured.form
+    form = self.structured.form_for(request)
     with self._lock:
       llm = self._model(request.purpose, self._context_for(request))
       grammar = self._grammar(form, request)
-      if form and grammar is None:
-        form = "off"  # The request lacks what this form needs.
       seed = request.seed if request.seed is not None else 0
       start = time.monotonic()
       try:

@@ -20,7 +20,7 @@ from rznas_jax.llm.base import LLMError, Request, Response
 from rznas_jax.llm.errors import (LLMConnectionError, LLMHTTPError, LLMMalformedResponseError,
                                   LLMTimeoutError, parse_retry_after)
 from rznas_jax.llm.http_logs import quiet_http_logs
-from rznas_jax.llm.structured import FormChooser, is_structured, schema_of
+from rznas_jax.llm.structured import FormChooser, schema_of
 
 DEFAULT_MODEL = "gpt-4o"
 
@@ -107,16 +107,6 @@ class OpenAIBackend:
       kwargs["extra_body"] = {"grammar": request.grammar}
     return kwargs
 
-  def _form(self, request: Request) -> str:
-    """The form this request goes out in: '' when it asks for no structure."""
-    if not is_structured(request):
-      return ""
-    form = self.structured.form
-    if (form in ("json_schema", "json_object") and request.response_schema is None
-        or form == "grammar" and request.grammar is None):
-      return "off"  # The request lacks what this form sends.
-    return form
-
   def complete(self, request: Request) -> Response:
     """Sends one chat-completions call.
 
@@ -131,17 +121,7 @@ class OpenAIBackend:
       LLMTimeoutError / LLMConnectionError: no answer in time / the connection failed.
       LLMMalformedResponseError: a 200 whose body is not a chat completion, or has no text.
     """
-    form = self._form(request)
-    while True:
-      try:
-        return self._send(request, form)
-      except LLMHTTPError as e:
-        # A server that refuses the structured form gets the same call at once in the next one.
-        following = (self.structured.fall_back(form, e.status, e.message)
-                     if form not in ("", "off") else None)
-        if following is None:
-          raise
-        form = self._form(request) if following != "off" else "off"
+    return self.structured.complete(request, self._send)
 
   def _send(self, request: Request, form: str) -> Response:
     openai = self._openai

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from absl import logging
 
-from rznas_jax.llm.base import Request
+from rznas_jax.llm.base import Request, Response
+from rznas_jax.llm.errors import LLMHTTPError
 
 MODES = ("auto", "json_schema", "json_object", "grammar", "off")
 FORMS = ("json_schema", "json_object", "grammar", "off")
@@ -53,6 +54,12 @@ SUPPORTED = {
 _STRUCTURE_WORDS = ("response_format", "json_schema", "json schema", "response_schema",
                     "responseschema", "response_mime_type", "responsemimetype", "grammar",
                     "guided", "structured")
+
+
+def mode_of(llm) -> str:
+  """The `structured_output` setting of an `llm` config block ('auto' when it has none, as in
+  configs written before the setting existed)."""
+  return str(llm.get("structured_output") or "auto").strip()
 
 
 def check_mode(mode: str, kind: str) -> str:
@@ -121,6 +128,30 @@ class FormChooser:
                         "sends %s from now on.", self.kind.replace("_", "-"), refused, status,
                         " ".join(message.split())[:200], self._ladder[self._index])
       return self._ladder[self._index]
+
+  def form_for(self, request: Request) -> str:
+    """The form ``request`` goes out in: '' when it asks for no structure, 'off' when it lacks
+    what the current form sends (a schema for the JSON forms, a grammar for 'grammar')."""
+    if not is_structured(request):
+      return ""
+    form = self.form
+    if (form in ("json_schema", "json_object") and request.response_schema is None
+        or form == "grammar" and request.grammar is None):
+      return "off"
+    return form
+
+  def complete(self, request: Request, send: Callable[[Request, str], Response]) -> Response:
+    """``send(request, form)`` in the request's form; a server that refuses a structured form
+    (`fall_back`) gets the same call at once in the next one. Other errors go up as they came."""
+    form = self.form_for(request)
+    while True:
+      try:
+        return send(request, form)
+      except LLMHTTPError as e:
+        following = self.fall_back(form, e.status, e.message) if form not in ("", "off") else None
+        if following is None:
+          raise
+        form = self.form_for(request) if following != "off" else "off"
 
   def record(self) -> dict[str, str]:
     """What `summary.json` says of structured output: the mode asked for and the form in use."""

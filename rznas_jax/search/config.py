@@ -112,7 +112,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not s.temperatures or any(not 0 <= t <= 2 for t in s.temperatures):
     raise ConfigError(f"config.search.temperatures {tuple(s.temperatures)} must be a non-empty list "
                       "of values in [0, 2].")
-  structured = str(config.llm.get("structured_output") or "auto") if "llm" in config else "auto"
+  structured = structured_lib.mode_of(config.get("llm") or {})
   if structured not in structured_lib.MODES:
     raise ConfigError(f"config.llm.structured_output {structured!r} is unknown; valid: "
                       f"{', '.join(structured_lib.MODES)}.")

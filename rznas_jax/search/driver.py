@@ -53,6 +53,7 @@ import numpy as np
 
 from rznas_jax import distributed
 from rznas_jax import results
+from rznas_jax.llm import structured as structured_lib
 from rznas_jax.llm.base import Response
 from rznas_jax.search import config as config_lib
 from rznas_jax.search import prompts
@@ -490,9 +491,8 @@ def benchmark_table(path: str | None):
 
 
 def structured_output(config: ml_collections.ConfigDict) -> str:
-  """The run's `llm.structured_output` mode ('auto' for configs written before it existed)."""
-  llm = config.get("llm") or {}
-  return str(llm.get("structured_output") or "auto").strip()
+  """The run's `llm.structured_output` mode."""
+  return structured_lib.mode_of(config.get("llm") or {})
 
 
 def make_client(config: ml_collections.ConfigDict, workdir: str, space: spaces_lib.SearchSpace):

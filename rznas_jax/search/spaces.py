@@ -86,6 +86,20 @@ class SearchSpace(Protocol):
     """The llama.cpp GBNF grammar of a mutation reply (`reply_format`)."""
 
 
+class _ReplyFormat:
+  """What a mutation reply may be, for both kinds of space (`reply_format` builds it from the
+  space's own data)."""
+
+  def arch_pattern(self) -> str:
+    return reply_format.arch_pattern(self)
+
+  def reply_schema(self) -> dict:
+    return reply_format.reply_schema(self)
+
+  def reply_grammar(self) -> str:
+    return reply_format.reply_grammar(self)
+
+
 # --- NAS-Bench-201 ---------------------------------------------------------------------------------
 
 _NB201_TEXT = {
@@ -98,7 +112,7 @@ _NB201_TEXT = {
 
 
 @dataclasses.dataclass(frozen=True)
-class NB201SearchSpace:
+class NB201SearchSpace(_ReplyFormat):
   """The NAS-Bench-201 cell space (METHOD.md §4.3): six edges, five ops, 15,625 cells.
 
   Attributes:
@@ -193,21 +207,12 @@ class NB201SearchSpace:
             "flops": float(nb201.count_flops(arch, self.channels, self.cells_per_stage, classes,
                                              resolution=resolution))}
 
-  def arch_pattern(self) -> str:
-    return reply_format.arch_pattern(self)
-
-  def reply_schema(self) -> dict:
-    return reply_format.reply_schema(self)
-
-  def reply_grammar(self) -> str:
-    return reply_format.reply_grammar(self)
-
 
 # --- macro spaces ------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class MacroSearchSpace:
+class MacroSearchSpace(_ReplyFormat):
   """A Zen-NAS-grammar macro space (`macro_spaces.MacroSpace`) as the search sees it.
 
   Attributes:
@@ -307,15 +312,6 @@ class MacroSearchSpace:
   def costs(self, genotype: str) -> dict[str, float]:
     return {k: float(v) for k, v in self.space.costs(macro.parse_structure(genotype)).items()
             if k in ("params", "flops", "layers")}
-
-  def arch_pattern(self) -> str:
-    return reply_format.arch_pattern(self)
-
-  def reply_schema(self) -> dict:
-    return reply_format.reply_schema(self)
-
-  def reply_grammar(self) -> str:
-    return reply_format.reply_grammar(self)
 
 
 def _family_match(pattern: str, name: str) -> bool:
