@@ -12,9 +12,9 @@ largest relative difference, writes the same as JSON, and exits 1 on any differe
     python benchmarks/score_identity.py             # after it
 
 The record in the repository was made at the commit that added this script (Step 9, before
-Step 10's refactor) for nb201 (200 cells, 21 proxies: about 5 min on 2 cores) and zen_cifar;
-mobilenet_imagenet and maedet_coco (one XLA compile per structure and proxy group: 10+ min each
-here) were not recorded: record them from that commit with --record --spaces=... before
+Step 10's refactor) for nb201 (200 cells, 21 proxies: 7 min on 2 cores with a search running
+beside it) and zen_cifar (13 min, likewise); mobilenet_imagenet (one XLA compile per structure and
+proxy group: about 10 min by its progress bar) and maedet_coco were not recorded: record them from that commit with --record --spaces=... before
 changing the scoring code.
 """
 

@@ -8,7 +8,7 @@
 # the test run goes on and the real-model tests skip (pytest then lists them in a banner).
 #
 # Build flags: on x86-64 the AMX instructions are turned off (-mno-amx-*). A native build on a CPU
-# with AMX segfaults on the first decode in ggml_backend_amx_mul_mat (measured on this project's
+# with AMX segfaults on the first decode in ggml_backend_amx_mul_mat (as reported for this project's
 # CI machine); everything else stays native. Set CMAKE_ARGS yourself to override.
 set -uo pipefail
 cd "$(dirname "$0")/.."

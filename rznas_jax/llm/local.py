@@ -13,9 +13,10 @@ context sized to the longest prompt seen (the model is reloaded, from the page c
 prompt outgrows it), and one context per request purpose (mutation, reflection), each keeping
 its last prompt evaluated, so that a mutation prompt re-evaluates only what follows the system
 turn it shares with the previous one (the weights are mapped once and shared). Measured on 2
-cores with Gemma 3 270M and the NB201 prompt: about 2 s per mutation call this way, 9 s when
-mutation and reflection share one context; llama-cpp-python's RAM prompt cache was slower still. The chat format comes from
-the file's ``tokenizer.chat_template``; a model without one (a base model) gets a plain
+cores with Gemma 3 270M and the NB201 prompt: about 2 s per mutation call after a reflection
+this way, 9 s when mutation and reflection share one context; llama-cpp-python's RAM prompt cache
+was no better (6-15 s, measured with another job running). The chat format comes from the
+file's ``tokenizer.chat_template``; a model without one (a base model) gets a plain
 ``User:``/``Assistant:`` transcript, which base models continue sensibly.
 
 Calls are serialised (one model, one context): `LLMClient`'s concurrency cap still applies, but
