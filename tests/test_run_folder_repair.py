@@ -130,3 +130,35 @@ def test_the_run_stops_after_max_llm_failures_failed_calls_in_a_row(tmp_path, fa
     search.run(config, str(tmp_path), progress=False, client=_FailingClient(failing))
   state, _ = search.load_state(str(tmp_path))
   assert state.iteration == 3  # three steps saved; the fourth, which stopped the run, is not
+
+
+def test_a_resumed_run_goes_on_counting_the_failed_calls(tmp_path):
+  config = _config(20)
+  config.search.max_llm_failures = 4
+  with pytest.raises(search.SearchAborted, match=r"^4 mutation calls to the LLM in a row failed"):
+    search.run(config, str(tmp_path), progress=False, client=_FailingClient({"mutation"}))
+  state, _ = search.load_state(str(tmp_path))
+  assert state.iteration == 3 and state.mutation_failures_in_a_row == 3
+  checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+  assert checkpoint["state"]["mutation_failures_in_a_row"] == 3
+  # The resumed run's first failed call is the fourth in a row: it stops there, saving nothing.
+  client = _FailingClient({"mutation"})
+  with pytest.raises(search.SearchAborted, match=r"^4 mutation calls to the LLM in a row failed"):
+    search.run(config, str(tmp_path), progress=False, client=client)
+  assert client.calls == 2  # one step: its mutation call and its reflection call
+  assert search.load_state(str(tmp_path))[0].iteration == 3
+  # An answering LLM starts the count again.
+  assert search.run(config, str(tmp_path), progress=False,
+                    client=_FailingClient(set()))["iterations_done"] == 20
+  assert search.load_state(str(tmp_path))[0].mutation_failures_in_a_row == 0
+
+
+def test_the_report_reads_a_crashed_run_folder_without_changing_it(tmp_path):
+  from rznas_jax.report import run_folder  # pylint: disable=import-outside-toplevel
+  _run(tmp_path, 4)
+  trials = tmp_path / driver.TRIALS_FILE
+  trials.write_text(trials.read_text() + '{"cut short by a cra')  # as a crash leaves it
+  before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+  run = run_folder.load_search_run(str(tmp_path))
+  assert len(run.trials) == 4 and run.summary["iterations_done"] == 4
+  assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

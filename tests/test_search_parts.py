@@ -200,6 +200,94 @@ def dataclass_replace(obj, **kw):
   return dataclasses.replace(obj, **kw)
 
 
+def test_keys_are_jax_random_s_bit_for_bit():
+  import jax  # pylint: disable=import-outside-toplevel  (only this test needs JAX)
+  from rznas_jax.search import keys  # pylint: disable=import-outside-toplevel
+  data = lambda k: tuple(tuple(int(x) for x in row) for row in np.asarray(jax.random.key_data(k)))
+  # The keys every recorded run began with (seed 0): JAX 0.10's split of key(0).
+  assert state_lib.initial_key(0) == ((1797259609, 2579123966), (928981903, 3453687069))
+  with jax.threefry_partitionable(True):  # JAX's default since 0.5, under which runs were recorded
+    for seed in (0, 1, 7, 2**31 - 1, 2**32 + 5, -3):
+      key = jax.random.key(seed)
+      assert keys.seed_key(seed) == data(key[None])[0]
+      for _ in range(3):
+        for num in (2, 3):
+          assert keys.split(data(key[None])[0], num) == data(jax.random.split(key, num))
+        key = jax.random.split(key)[1]
+
+
+def test_the_state_module_imports_no_jax():
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  # rznas_jax/search/__init__.py imports the driver for the package's API; it is bypassed here so
+  # that what state.py and run_folder.py import themselves is what is checked.
+  code = (
+      "import os, sys, types\n"
+      "import rznas_jax\n"
+      "package = types.ModuleType('rznas_jax.search')\n"
+      "package.__path__ = [os.path.join(os.path.dirname(rznas_jax.__file__), 'search')]\n"
+      "sys.modules['rznas_jax.search'] = package\n"
+      "import rznas_jax.search.state, rznas_jax.search.run_folder\n"
+      "print(sorted({m.split('.')[0] for m in sys.modules} & "
+      "{'jax', 'jaxlib', 'flax', 'optax', 'ml_collections'}))\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       timeout=60, check=True)
+  assert out.stdout.strip() == "[]"
+
+
+def test_deduplication_and_the_proxy_failure_rule_are_pure_functions_of_the_state():
+  s = _state()
+  member, parent = s.population[2], s.population[0]
+  new = [nb201.Arch.from_code(100 + i).genotype for i in range(3)]
+  s = state_lib.apply_step(s, [_trial(s, 0, new[2], 0.5)], population_size=4, memory_size=1,
+                           evaluations=1)
+  assert new[2] not in {m.genotype for m in s.population}  # scored, then dropped
+  trials = [_trial(s, 1, new[0], None), _trial(s, 2, member.genotype, None),
+            _trial(s, 3, parent.genotype, None), _trial(s, 4, new[0], None),
+            _trial(s, 5, new[2], None), _trial(s, 6, new[1], None),
+            _trial(s, 7, None, None, "invalid")]
+  screened, to_score = state_lib.screen_children(s, trials)
+  assert to_score == (new[0], new[1])  # each new child once; known scores are reused
+  assert [t.kind for t in screened] == ["ok", "duplicate", "duplicate", "duplicate", "ok", "ok",
+                                        "invalid"]
+  assert [t.score for t in screened] == [None, member.score, parent.score, None, 0.5, None, None]
+  assert screened[3].error == (f"The child {new[0]} is already in the population (or is the "
+                               "parent); propose an architecture that is not there yet.")
+  scored = state_lib.take_scores(s, screened, {new[0]: [7.0], new[1]: [float("nan")]},
+                                 proxy="synflow")
+  assert [t.kind for t in scored][-2:] == ["proxy_failed", "invalid"]
+  assert [t.score for t in scored] == [7.0, member.score, parent.score, None, 0.5, None, None]
+  assert scored[5].error == f"The proxy synflow returned nan for the child {new[1]}; it is not added."
+
+
+def test_failed_llm_calls_in_a_row_are_counted_in_the_state_and_its_checkpoint():
+  s = _state()
+  step = lambda s, trials: state_lib.apply_step(s, trials, population_size=4, memory_size=1,
+                                                evaluations=0)
+  failed = lambda s, i: dataclass_replace(_trial(s, i, None, None, "llm_failed"),
+                                          error=f"The LLM call failed: HTTP 503 ({i}).")
+  s = step(s, [failed(s, 0), failed(s, 1)])
+  assert (s.mutation_failures_in_a_row, s.reflection_failures_in_a_row) == (2, 0)
+  assert state_lib.llm_failure_stop(s, 3) is None
+  s = step(s, [failed(s, 2)])
+  assert state_lib.llm_failure_stop(s, 3) == ("3 mutation calls to the LLM in a row failed; the "
+                                              "last: The LLM call failed: HTTP 503 (2).")
+  # One answered call starts the count again; failed reflection calls are counted apart.
+  s = step(s, [failed(s, 3), dataclass_replace(_trial(s, 4, None, None, "no_json"),
+                                               reflection_error="timeout (4)")])
+  assert (s.mutation_failures_in_a_row, s.reflection_failures_in_a_row) == (0, 0)
+  s = step(s, [dataclass_replace(_trial(s, 5, None, None, "invalid"), reflection_error="timeout (5)")])
+  assert (s.mutation_failures_in_a_row, s.reflection_failures_in_a_row) == (0, 1)
+  assert state_lib.llm_failure_stop(s, 1) == ("1 reflection calls to the LLM in a row failed; the "
+                                              "last: timeout (5)")
+  # The checkpoint keeps the counts; one written before they were kept reads with 0.
+  saved = json.loads(json.dumps(s.to_json()))
+  assert state_lib.SearchState.from_json(saved) == s
+  del saved["mutation_failures_in_a_row"], saved["reflection_failures_in_a_row"]
+  assert state_lib.SearchState.from_json(saved) == s.replace(reflection_failures_in_a_row=0)
+
+
 # --- offline agent -----------------------------------------------------------------------------
 
 

@@ -8,25 +8,19 @@ One step (K = ``search.proposals_per_step`` attempts):
 3. replies are parsed and checked (`replies.parse_mutation_reply`; nothing is executed);
 4. the valid, new children are scored together in one call of the proxy harness (every
    component of an aggregate fitness; the children's aggregates are then taken over the archive);
+   a duplicate, or a child scored before, is not scored again;
 5. K reflection prompts go to the LLM at once (LLM mode, reflection on);
 6. `state.apply_step` gives the next state (pure), whose trials are appended to
-   ``trials.jsonl`` and which is checkpointed atomically.
+   ``trials.jsonl`` and which is checkpointed atomically; when the LLM failed too many calls in a
+   row (`state.llm_failure_stop`, counted in the state) the run stops before saving the step.
 
-The run folder:
+Every decision is a pure function of the state (`rznas_jax.search.state`): which children are
+duplicates (`screen_children`), what a failed proxy score means (`take_scores`), the population
+and the failure counts (`apply_step`). This module only calls them.
 
-* ``config.json`` — the run's config (a resumed run must agree on every key but the run length
-  and the LLM connection);
-* ``checkpoint.json`` — the state without its trials, rewritten atomically after each step;
-* ``trials.jsonl`` — every attempt, one JSON line each; a line written after the last
-  checkpoint (a crash between the two writes) is dropped on resume;
-* ``scores.jsonl`` — every proxy score as soon as it is computed (for an aggregate fitness,
-  every component's), so that a crash loses no completed evaluation (the resumed run reads them
-  back instead of scoring again);
-* ``llm_log.jsonl`` — every LLM exchange (`rznas_jax.llm`), the input of ``replay:``;
-* ``summary.json`` — the result (best architecture, score, costs, accuracies, rates, timing,
-  the duplicate attempts; for an aggregate fitness, the best member's component scores);
-* ``timeline.jsonl`` — ``{"iteration", "wall_seconds"}`` after the initial population and after
-  each step, for plots against wall time (not read back: timings are not part of the state).
+The run folder (``config.json``, ``checkpoint.json``, ``trials.jsonl``, ``scores.jsonl``,
+``llm_log.jsonl``, ``summary.json``, ``timeline.jsonl``) is written and read by
+`rznas_jax.search.run_folder`, which documents it.
 
 Running `run` on a folder that holds a checkpoint resumes it. With a deterministic backend
 (offline, replay) the resumed run ends in the same state as an uninterrupted one.
@@ -40,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -52,22 +45,19 @@ import ml_collections
 import numpy as np
 
 from rznas_jax import distributed
-from rznas_jax import results
 from rznas_jax.llm import structured as structured_lib
 from rznas_jax.llm.base import Response
 from rznas_jax.search import config as config_lib
 from rznas_jax.search import prompts
 from rznas_jax.search import replies
+from rznas_jax.search import run_folder
 from rznas_jax.search import spaces as spaces_lib
 from rznas_jax.search import state as state_lib
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.json"
-TRIALS_FILE = "trials.jsonl"
-SCORES_FILE = "scores.jsonl"
-SUMMARY_FILE = "summary.json"
-LLM_LOG_FILE = "llm_log.jsonl"
-TIMELINE_FILE = "timeline.jsonl"
+# Where callers (search.load_state, tests, benchmarks) have long found them; run_folder owns them.
+TRIALS_FILE = run_folder.TRIALS_FILE
+SCORES_FILE = run_folder.SCORES_FILE
+load_state = run_folder.load_state
 
 
 class SearchAborted(RuntimeError):
@@ -109,21 +99,10 @@ class ProxyScorer:
     self.proxy = config.proxy
     self.scores_path = scores_path
     self.compute = self.score_components  # replaced by a multi-process scorer on a pod's leader
-    self.cache: dict[str, tuple[float, ...]] = {}
+    # A damaged line of scores.jsonl is logged by the reader, and its cell scored again.
+    self.cache: dict[str, tuple[float, ...]] = (
+        run_folder.read_scores(scores_path, self.components) if scores_path else {})
     self._round: tuple[int, np.ndarray] | None = None
-    if scores_path and os.path.exists(scores_path):
-      with open(scores_path) as f:
-        for number, line in enumerate(f, start=1):
-          try:
-            entry = json.loads(line)
-          except json.JSONDecodeError:
-            # A line cut short by a crash, or a damaged file: said, and its cell is scored again.
-            logging.warning("Line %d of %s is not JSON (%r); its cell will be scored again.",
-                            number, scores_path, line[:80])
-            continue
-          scores = entry.get("scores", {self.components[0]: entry.get("score")})
-          if all(scores.get(c) is not None for c in self.components):
-            self.cache[entry["genotype"]] = tuple(float(scores[c]) for c in self.components)
 
   def score_components(self, genotypes: Sequence[str]) -> np.ndarray:
     """Every component's scores of ``genotypes`` on this process, (n, C); no cache, no file."""
@@ -151,47 +130,28 @@ class ProxyScorer:
     """(n, C) from C calls of ``score_one`` (`score_uncached` behind a `distributed.LeaderScorer`)."""
     return np.stack([np.asarray(score_one(genotypes), np.float64) for _ in self.components], axis=1)
 
-  def _line(self, genotype: str, scores: tuple[float, ...]) -> dict[str, Any]:
-    if len(self.components) == 1:
-      return {"genotype": genotype, "score": _to_json_float(scores[0])}
-    return {"genotype": genotype,
-            "scores": {c: _to_json_float(s) for c, s in zip(self.components, scores)}}
-
   def __call__(self, genotypes: Sequence[str]) -> np.ndarray:
     todo = [g for g in dict.fromkeys(genotypes) if g not in self.cache]
     width = len(self.components)
     if todo:
       scores = np.asarray(self.compute(todo), np.float64).reshape(len(todo), width)
-      lines = []
-      for g, row in zip(todo, scores):
-        self.cache[g] = tuple(float(s) for s in row)
-        lines.append(json.dumps(self._line(g, self.cache[g])) + "\n")
+      new = {g: tuple(float(s) for s in row) for g, row in zip(todo, scores)}
+      self.cache.update(new)
       if self.scores_path:
-        with open(self.scores_path, "a") as f:
-          f.writelines(lines)
-          f.flush()
-          os.fsync(f.fileno())
+        run_folder.append_scores(self.scores_path, new, self.components)
     return np.array([self.cache[g] for g in genotypes], np.float64).reshape(len(genotypes), width)
-
-
-def _to_json_float(x: float) -> float | str:
-  return x if math.isfinite(x) else repr(x)
 
 
 # --- files ---------------------------------------------------------------------------------------
 
 
-def _config_json(config: ml_collections.ConfigDict) -> dict:
-  return json.loads(config.to_json_best_effort())
-
-
 def _check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  """Raises ConfigError when ``workdir`` holds a run whose result-relevant settings differ."""
+  saved = run_folder.read_config(workdir)
+  if saved is None:
     return
-  with open(path) as f:
-    saved = config_lib.result_relevant(json.load(f))
-  now = config_lib.result_relevant(_config_json(config))
+  saved = config_lib.result_relevant(saved)
+  now = config_lib.result_relevant(run_folder.config_json(config))
   for key in sorted(set(saved) | set(now)):
     if saved.get(key) != now.get(key):
       raise config_lib.ConfigError(
@@ -199,95 +159,14 @@ def _check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
           f"{now.get(key)!r}; use another --workdir, or the same settings to resume.")
 
 
-def _read_trials(path: str, count: int) -> list[state_lib.Trial]:
-  """The first ``count`` trials of ``trials.jsonl`` (later lines, written after the last
-  checkpoint, are not read); the file is not changed."""
-  trials = []
-  if os.path.exists(path):
-    with open(path, "rb") as f:
-      for line in f:
-        if len(trials) == count:
-          break
-        trials.append(state_lib.Trial.from_json(json.loads(line)))
-  if len(trials) != count:
-    raise ValueError(f"{path} holds {len(trials)} trials but the checkpoint counts {count}; the run "
-                     "folder is damaged.")
-  return trials
-
-
-def cut_trials_after_checkpoint(workdir: str, count: int) -> int:
-  """The repair a resumed run makes before its first step: cuts the lines that a crash left in
-  ``trials.jsonl`` after the checkpoint's ``count`` trials (the resumed run redoes those
-  attempts), and logs it. Returns how many lines were cut."""
-  path = os.path.join(workdir, TRIALS_FILE)
-  if not os.path.exists(path):
-    return 0
-  keep = lines = 0
-  with open(path, "rb") as f:
-    for line in f:
-      lines += 1
-      if lines <= count:
-        keep += len(line)
-  if lines <= count:
-    return 0
-  with open(path, "r+b") as f:
-    f.truncate(keep)
-  logging.warning("Cut %d line(s) written after the last checkpoint off %s; the resumed run redoes "
-                  "those attempts.", lines - count, path)
-  return lines - count
-
-
-def load_state(workdir: str) -> tuple[state_lib.SearchState | None, float]:
-  """(state, wall seconds so far) from a run folder, or (None, 0) when it has no checkpoint.
-
-  Reads only: a resumed run repairs the folder with `cut_trials_after_checkpoint`.
-  """
-  path = os.path.join(workdir, CHECKPOINT_FILE)
-  if not os.path.exists(path):
-    return None, 0.0
-  with open(path) as f:
-    ckpt = json.load(f)
-  trials = _read_trials(os.path.join(workdir, TRIALS_FILE), ckpt["state"]["num_trials"])
-  return state_lib.SearchState.from_json(ckpt["state"], trials), ckpt["wall_seconds"]
-
-
-def _save(workdir: str, state: state_lib.SearchState, new_trials: Sequence[state_lib.Trial],
-          wall_seconds: float) -> None:
-  if new_trials:
-    with open(os.path.join(workdir, TRIALS_FILE), "a") as f:
-      f.writelines(json.dumps(t.to_json()) + "\n" for t in new_trials)
-      f.flush()
-      os.fsync(f.fileno())
-  results.write_atomic(os.path.join(workdir, CHECKPOINT_FILE),
-                       json.dumps({"state": state.to_json(with_trials=False),
-                                   "wall_seconds": wall_seconds}))
-
-
-def _append_timeline(workdir: str, iteration: int, wall_seconds: float) -> None:
-  with open(os.path.join(workdir, TIMELINE_FILE), "a") as f:
-    f.write(json.dumps({"iteration": iteration, "wall_seconds": round(wall_seconds, 4)}) + "\n")
-
-
 # --- one step ------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _Attempt:
-  proposal: state_lib.Proposal
-  iteration: int
-  child: str | None = None
-  kind: str = "ok"
-  error: str | None = None
-  score: float | None = None
-  mutation_call: str | None = None
-  reflection: str | None = None
-  reflection_call: str | None = None
-  reflection_error: str | None = None
-  components: tuple[float, ...] | None = None
-
-
 class Searcher:
-  """Holds what a run needs between steps: the space, the scorer, the LLM client, the options."""
+  """Holds what a run needs between steps: the space, the scorer, the LLM client, the options.
+
+  It keeps nothing that changes between steps: the failure counts are in the state.
+  """
 
   def __init__(self, config: ml_collections.ConfigDict, space: spaces_lib.SearchSpace,
                scorer: Callable[[Sequence[str]], np.ndarray], client: Any | None):
@@ -302,135 +181,90 @@ class Searcher:
                                          reflection=p.reflection, memory=p.memory,
                                          max_output_tokens=p.max_output_tokens,
                                          structured=structured_output(config) != "off")
-    self.consecutive_llm_failures = 0
-    self.consecutive_reflection_failures = 0
 
-  def _mutate(self, state, attempts: list[_Attempt]) -> None:
-    if self.config.search.mutation == "random":
-      for a in attempts:
-        child = self.space.random_mutation(a.proposal.parent.genotype,
-                                           np.random.default_rng(a.proposal.seed))
-        a.child, reasons = self.space.check(child)
-        if a.child is None:
-          a.kind, a.error = "invalid", f"The child {child} is not valid: " + " ".join(reasons)
-      return
+  def _mutate(self, state: state_lib.SearchState,
+              proposals: Sequence[state_lib.Proposal]) -> list[state_lib.Trial]:
+    """The step's attempts as far as their children: valid (kind ``ok``) or why not."""
+    llm = self.config.search.mutation == "llm"
+    trials = [state_lib.Trial(
+        iteration=state.iteration + i, parent=p.parent.genotype, parent_score=p.parent.score,
+        child=None, score=None, kind="ok", error=None, added=False,
+        temperature=p.temperature if llm else None) for i, p in enumerate(proposals)]
+    if not llm:
+      out = []
+      for p, t in zip(proposals, trials):
+        child = self.space.random_mutation(p.parent.genotype, np.random.default_rng(p.seed))
+        checked, reasons = self.space.check(child)
+        error = f"The child {child} is not valid: " + " ".join(reasons)
+        out.append(dataclasses.replace(t, child=checked) if checked is not None else
+                   dataclasses.replace(t, kind="invalid", error=error))
+      return out
     requests = [prompts.mutation_request(
-        self.space, self.config.proxy, a.proposal.parent.genotype, a.proposal.parent.score,
-        state.memory, self.options, temperature=a.proposal.temperature, seed=a.proposal.seed,
-        history=state_lib.parent_history(state, a.proposal.parent,
-                                         self.space.neighbours(a.proposal.parent.genotype),
+        self.space, self.config.proxy, p.parent.genotype, p.parent.score, state.memory,
+        self.options, temperature=p.temperature, seed=p.seed,
+        history=state_lib.parent_history(state, p.parent, self.space.neighbours(p.parent.genotype),
                                          self.fitness))
-                for a in attempts]
-    for a, response in zip(attempts, self.client.complete_many(requests)):
+                for p in proposals]
+    out = []
+    for t, response in zip(trials, self.client.complete_many(requests)):
       if isinstance(response, Exception):
-        a.kind, a.error = "llm_failed", f"The LLM call failed: {response}"
+        out.append(dataclasses.replace(t, kind="llm_failed",
+                                       error=f"The LLM call failed: {response}"))
         continue
-      a.mutation_call = response.call_id
       parsed = replies.parse_mutation_reply(response.text, self.space)
-      a.child, a.kind, a.error = parsed.genotype, parsed.kind, parsed.error
+      out.append(dataclasses.replace(t, child=parsed.genotype, kind=parsed.kind, error=parsed.error,
+                                     mutation_call=response.call_id))
+    return out
 
-  def _score(self, state, attempts: list[_Attempt]) -> int:
-    aggregate = self.fitness.is_aggregate
-    members = {m.genotype for m in state.population}
-    known = state.archive() if aggregate else state.known_scores()
+  def _score(self, state: state_lib.SearchState,
+             trials: Sequence[state_lib.Trial]) -> tuple[tuple[state_lib.Trial, ...], int]:
+    """The trials with their scores (`state.screen_children`, `state.take_scores`), and the
+    proxy evaluations done: the new children, scored together in one call."""
+    trials, new = state_lib.screen_children(state, trials, self.fitness)
+    scores = dict(zip(new, self.scorer(list(new)))) if new else {}
+    return state_lib.take_scores(state, trials, scores, proxy=self.config.proxy,
+                                 fitness=self.fitness), len(new)
 
-    def take(a, scores):  # a known or new child's proxy score, or its components
-      if aggregate:
-        a.components = tuple(float(x) for x in scores)
-      else:
-        a.score = float(scores)
-
-    batch: list[str] = []
-    for a in attempts:
-      if a.kind != "ok":
-        continue
-      if a.child in members or a.child in batch or a.child == a.proposal.parent.genotype:
-        a.kind = "duplicate"
-        a.error = (f"The child {a.child} is already in the population (or is the parent); "
-                   "propose an architecture that is not there yet.")
-        if a.child in known:
-          take(a, known[a.child])
-      elif a.child in known:
-        take(a, known[a.child])  # seen before, dropped since: its score is known
-      else:
-        batch.append(a.child)
-    if batch:
-      scores = dict(zip(batch, self.scorer(batch)))
-      for a in attempts:
-        if a.child in scores and (a.kind == "ok" or (aggregate and a.kind == "duplicate")):
-          take(a, scores[a.child] if aggregate else scores[a.child][0])
-    if aggregate:
-      # Each child's aggregate in the archive of this step, as `state.apply_step` will find it; a
-      # non-finite component is no failure, it ranks lowest.
-      archive = state_lib.step_archive(state, ((a.child, a.components) for a in attempts))
-      step_scores = state_lib.archive_scores(archive, self.fitness)
-      for a in attempts:
-        if a.components is not None:
-          a.score = step_scores[a.child]
-      return len(batch)
-    for a in attempts:
-      if a.kind == "ok" and not math.isfinite(a.score):
-        a.kind, a.error = "proxy_failed", (f"The proxy {self.config.proxy} returned {a.score} for "
-                                           f"the child {a.child}; it is not added.")
-        a.score = None
-    return len(batch)
-
-  def _reflect(self, state, attempts: list[_Attempt]) -> None:
+  def _reflect(self, state: state_lib.SearchState, proposals: Sequence[state_lib.Proposal],
+               trials: Sequence[state_lib.Trial]) -> Sequence[state_lib.Trial]:
+    """The trials with their reflections (LLM mode, reflection on); a failed call is recorded in
+    its trial (``reflection_error``) and counted by `state.apply_step`."""
     if self.config.search.mutation != "llm" or not self.options.reflection:
-      return
+      return trials
     requests = [prompts.reflection_request(
-        self.space, self.config.proxy, a.proposal.parent.genotype, a.proposal.parent.score,
-        a.child, a.score, a.error, state.memory, self.options,
-        temperature=a.proposal.reflection_temperature, seed=a.proposal.reflection_seed)
-        for a in attempts]
-    for a, response in zip(attempts, self.client.complete_many(requests)):
+        self.space, self.config.proxy, p.parent.genotype, p.parent.score, t.child, t.score,
+        t.error, state.memory, self.options, temperature=p.reflection_temperature,
+        seed=p.reflection_seed)
+        for p, t in zip(proposals, trials)]
+    out = []
+    for t, response in zip(trials, self.client.complete_many(requests)):
       if isinstance(response, Response):
-        a.reflection, a.reflection_call = response.text.strip(), response.call_id
-      else:  # recorded in the trial, and counted with the failed mutation calls
-        a.reflection_error = str(response)
-
-  def _count_llm_failures(self, attempts: list[_Attempt]) -> str | None:
-    """Counts steps whose mutation calls all failed, and apart from them steps whose reflection
-    calls all failed (a run of either reaching `search.max_llm_failures` failed calls stops the
-    search); returns the message of the step's last failed call, or None."""
-    if self.config.search.mutation != "llm":
-      return None
-    mutations = [a.error for a in attempts if a.kind == "llm_failed"]
-    reflections = [a.reflection_error for a in attempts if a.reflection_error is not None]
-    self.consecutive_llm_failures = (self.consecutive_llm_failures + len(mutations)
-                                     if len(mutations) == len(attempts) else 0)
-    self.consecutive_reflection_failures = (
-        self.consecutive_reflection_failures + len(reflections)
-        if self.options.reflection and len(reflections) == len(attempts) else 0)
-    failed = mutations + reflections
-    return failed[-1] if failed else None
+        out.append(dataclasses.replace(t, reflection=response.text.strip(),
+                                       reflection_call=response.call_id))
+      else:
+        out.append(dataclasses.replace(t, reflection_error=str(response)))
+    return out
 
   def step(self, state: state_lib.SearchState, num_proposals: int) -> state_lib.SearchState:
-    """One step of ``num_proposals`` attempts; returns the next state."""
+    """One step of ``num_proposals`` attempts; returns the next state.
+
+    Raises:
+      SearchAborted: the LLM failed ``search.max_llm_failures`` calls in a row (the step is not
+        saved).
+    """
     s = self.config.search
     state, proposals = state_lib.plan_step(state, num_proposals, selection=s.selection,
                                            temperatures=tuple(s.temperatures))
-    attempts = [_Attempt(p, state.iteration + i) for i, p in enumerate(proposals)]
-    self._mutate(state, attempts)
-    evaluations = self._score(state, attempts)
-    self._reflect(state, attempts)
-    last_failure = self._count_llm_failures(attempts)
-    run = max(self.consecutive_llm_failures, self.consecutive_reflection_failures)
-    if last_failure is not None and run >= s.max_llm_failures:
-      what = ("mutation" if self.consecutive_llm_failures >= s.max_llm_failures else "reflection")
-      raise SearchAborted(f"{run} {what} calls to the LLM in a row failed; the last: "
-                          f"{last_failure} The run is saved; fix the cause and rerun to resume.")
-    llm = s.mutation == "llm"
-    trials = [state_lib.Trial(
-        iteration=a.iteration, parent=a.proposal.parent.genotype,
-        parent_score=a.proposal.parent.score, child=a.child, score=a.score, kind=a.kind,
-        error=a.error, added=False, temperature=a.proposal.temperature if llm else None,
-        reflection=a.reflection, mutation_call=a.mutation_call,
-        reflection_call=a.reflection_call, components=a.components,
-        reflection_error=a.reflection_error) for a in attempts]
-    return state_lib.apply_step(state, trials, population_size=s.population,
-                                memory_size=max(self.options.memory, 1), evaluations=evaluations,
-                                fitness=self.fitness)
+    trials = self._mutate(state, proposals)
+    trials, evaluations = self._score(state, trials)
+    trials = self._reflect(state, proposals, trials)
+    after = state_lib.apply_step(state, trials, population_size=s.population,
+                                 memory_size=max(self.options.memory, 1), evaluations=evaluations,
+                                 fitness=self.fitness)
+    stop = state_lib.llm_failure_stop(after, s.max_llm_failures)
+    if stop is not None:
+      raise SearchAborted(f"{stop} The run is saved; fix the cause and rerun to resume.")
+    return after
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -528,12 +362,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     benchmark_table(config.benchmark)  # a bad path or a missing package file fails now, not later
   os.makedirs(workdir, exist_ok=True)
   _check_resumable(workdir, config)
-  results.write_atomic(os.path.join(workdir, CONFIG_FILE),
-                       json.dumps(_config_json(config), indent=2, sort_keys=True))
+  run_folder.write_config(workdir, config)
   if config.compilation_cache:
     from rznas_jax import compilation_cache  # pylint: disable=g-import-not-at-top
     compilation_cache.enable_compilation_cache(config.compilation_cache)
-  scorer = ProxyScorer(config, space, os.path.join(workdir, SCORES_FILE))
+  scorer = ProxyScorer(config, space, os.path.join(workdir, run_folder.SCORES_FILE))
   leader = None
   if jax.process_count() > 1:
     leader = distributed.LeaderScorer(scorer.score_uncached)
@@ -548,16 +381,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
 def _search(config, workdir, space, scorer, client, progress, on_step) -> dict[str, Any]:
   if client is None and config.search.mutation == "llm":
     client = make_client(config, workdir, space)
-  state, wall = load_state(workdir)
+  state, wall = run_folder.load_state(workdir)
   started = time.monotonic()
   if state is None:
     logging.info("Scoring the initial population of %d.", config.search.population)
     state = initial_state(config, space, scorer)
-    _save(workdir, state, (), wall)
-    _append_timeline(workdir, 0, wall + time.monotonic() - started)
+    run_folder.save_step(workdir, state, (), wall)
+    run_folder.append_timeline(workdir, 0, wall + time.monotonic() - started)
   else:
     logging.info("Resuming %s at iteration %d.", workdir, state.iteration)
-    cut_trials_after_checkpoint(workdir, len(state.trials))
+    run_folder.cut_trials_after_checkpoint(workdir, len(state.trials))  # the repair, logged
   total = config.search.iterations
   bar = None
   if progress:
@@ -570,8 +403,8 @@ def _search(config, workdir, space, scorer, client, progress, on_step) -> dict[s
       k = min(config.search.proposals_per_step, total - state.iteration)
       before = len(state.trials)
       state = searcher.step(state, k)
-      _save(workdir, state, state.trials[before:], wall + time.monotonic() - started)
-      _append_timeline(workdir, state.iteration, wall + time.monotonic() - started)
+      run_folder.save_step(workdir, state, state.trials[before:], wall + time.monotonic() - started)
+      run_folder.append_timeline(workdir, state.iteration, wall + time.monotonic() - started)
       if on_step is not None:
         on_step(state)
       if bar is not None:
@@ -581,11 +414,11 @@ def _search(config, workdir, space, scorer, client, progress, on_step) -> dict[s
     if bar is not None:
       bar.close()
   wall += time.monotonic() - started
-  _save(workdir, state, (), wall)
+  run_folder.save_step(workdir, state, (), wall)
   stats = client.stats() if client is not None and hasattr(client, "stats") else None
   out = summary(config, space, state, wall, stats)
   out.update(search_statistics(config, state))
-  results.write_json(os.path.join(workdir, SUMMARY_FILE), out)
+  run_folder.write_summary(workdir, out)
   return out
 
 
@@ -597,6 +430,6 @@ def search_statistics(config, state: state_lib.SearchState) -> dict[str, Any]:
   fitness = config_lib.fitness_of(config)
   if fitness.is_aggregate:
     out["fitness"] = fitness.describe()
-    out["best_components"] = {c: _to_json_float(v)
+    out["best_components"] = {c: state_lib.json_float(v)
                               for c, v in zip(fitness.components, state.best.components)}
   return out

@@ -27,6 +27,7 @@ from typing import Sequence
 from rznas_jax import fitness as fitness_lib
 from rznas_jax import proxies as proxy_lib
 from rznas_jax.llm.base import Message, Request
+from rznas_jax.search.state import ParentHistory, Reflection  # part of the search state
 from rznas_jax.search import spaces as spaces_lib
 
 MUTATION = "mutation"
@@ -62,35 +63,6 @@ class PromptOptions:
   memory: int = 1
   max_output_tokens: int = 1024
   structured: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class ParentHistory:
-  """What the search knows around a parent, beyond its score (`state.parent_history`).
-
-  Attributes:
-    components: ``(component, score, percentile)`` for each component of an aggregate fitness
-      (the percentile among the evaluated architectures, 100 = the best); () for a single proxy.
-    evaluated: how many architectures were evaluated (the percentiles' reference set).
-    tried: ``(child, score)``: the parent's last children that were evaluated, oldest first
-      (score None: the proxy failed on it).
-    neighbours: ``(genotype, score)``: the parent's one-edit neighbours already evaluated and not
-      in ``tried``.
-  """
-  components: tuple[tuple[str, float, float], ...] = ()
-  evaluated: int = 0
-  tried: tuple[tuple[str, float | None], ...] = ()
-  neighbours: tuple[tuple[str, float | None], ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class Reflection:
-  """One entry of the reflection memory: the advice and the attempt it is about."""
-  text: str
-  parent: str
-  child: str | None
-  score_change: float | None
-  error: str | None
 
 
 def format_score(score: float | None) -> float | None:

@@ -4,7 +4,16 @@
 the population, every trial (parent, child, score, error, reflection, LLM call ids), the
 reflection memory and the initial population. `plan_step` draws what one step needs from the
 state's key (parents, temperatures, seeds for the LLM calls); `apply_step` returns the state after
-the step's attempts. Neither talks to the world; `rznas_jax.search.driver.run` does the I/O.
+the step's attempts. Neither talks to the world; `rznas_jax.search.driver.run` does the I/O and
+`rznas_jax.search.run_folder` the files.
+
+Every rule of the search is here, as a pure function of the state, so that the driver only calls
+it and a report replays it (`rznas_jax.report.history`): deduplication (`screen_children`), the
+proxy-failure rule (`take_scores`), the population rule (`population_after`) and the count of
+failed LLM calls in a row (`apply_step`, `llm_failure_stop`), which the checkpoint keeps so that a
+resumed run goes on counting. Besides the standard library this module imports NumPy and two
+modules that import only NumPy themselves: `rznas_jax.fitness`, and `rznas_jax.search.keys` (JAX's
+key derivation, bit for bit), so reports replay the search's rules without JAX.
 
 Population rules (METHOD.md §2.1): steady state; a valid, new child is appended and the lowest
 score is dropped once the population exceeds N (the first of equal lowest scores, i.e. the
@@ -23,14 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-import jax
 import numpy as np
 
 from rznas_jax import fitness as fitness_lib
 from rznas_jax.fitness import archive_scores
-from rznas_jax.search.prompts import ParentHistory, Reflection
+from rznas_jax.search import keys as keys_lib
 
 # Kinds of attempt. The first group are rejected replies (the invalid-reply rate counts them).
 REJECTED_KINDS = ("empty", "no_json", "no_arch", "invalid")
@@ -46,16 +54,51 @@ _SEED_RANGE = 2**31 - 1
 Components = tuple[float, ...]
 
 
+def json_float(x: float) -> float | str:
+  """A score as JSON: a finite value as a number, a non-finite one as text (``'-inf'``,
+  ``'nan'``), so that the files are strict JSON and read back exactly (``float(text)``)."""
+  x = float(x)
+  return x if math.isfinite(x) else repr(x)
+
+
 def components_to_json(components: Components | None) -> list[float | str] | None:
-  """Component scores as JSON: non-finite values as text (``'-inf'``, ``'nan'``), as in
-  ``scores.jsonl``, so that the file is strict JSON and reads back exactly."""
+  """Component scores as JSON (`json_float`), as in ``scores.jsonl``."""
   if components is None:
     return None
-  return [float(x) if math.isfinite(x) else repr(float(x)) for x in components]
+  return [json_float(x) for x in components]
 
 
 def components_from_json(value: Sequence[float | str] | None) -> Components | None:
   return None if value is None else tuple(float(x) for x in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reflection:
+  """One entry of the reflection memory: the advice and the attempt it is about."""
+  text: str
+  parent: str
+  child: str | None
+  score_change: float | None
+  error: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ParentHistory:
+  """What the search knows around a parent, beyond its score (`parent_history`).
+
+  Attributes:
+    components: ``(component, score, percentile)`` for each component of an aggregate fitness
+      (the percentile among the evaluated architectures, 100 = the best); () for a single proxy.
+    evaluated: how many architectures were evaluated (the percentiles' reference set).
+    tried: ``(child, score)``: the parent's last children that were evaluated, oldest first
+      (score None: the proxy failed on it).
+    neighbours: ``(genotype, score)``: the parent's one-edit neighbours already evaluated and not
+      in ``tried``.
+  """
+  components: tuple[tuple[str, float, float], ...] = ()
+  evaluated: int = 0
+  tried: tuple[tuple[str, float | None], ...] = ()
+  neighbours: tuple[tuple[str, float | None], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +211,9 @@ class SearchState:
     memory: the most recent reflections, oldest first.
     evaluations: proxy evaluations done (the initial population included; a score that is
       reused for a child seen before is not an evaluation).
+    mutation_failures_in_a_row: failed mutation calls since the last step that had a mutation
+      call answer (`apply_step`; `llm_failure_stop` ends the search when it reaches the limit).
+    reflection_failures_in_a_row: the same for reflection calls.
   """
   iteration: int
   key: tuple[int, ...]
@@ -176,6 +222,8 @@ class SearchState:
   trials: tuple[Trial, ...] = ()
   memory: tuple[Reflection, ...] = ()
   evaluations: int = 0
+  mutation_failures_in_a_row: int = 0
+  reflection_failures_in_a_row: int = 0
 
   def replace(self, **changes) -> "SearchState":
     return dataclasses.replace(self, **changes)
@@ -210,10 +258,7 @@ class SearchState:
     """An aggregate fitness's archive: every evaluated genotype and its component scores, in the
     order first evaluated (empty for a single proxy, whose members carry no components)."""
     out = {m.genotype: m.components for m in self.initial if m.components is not None}
-    for t in self.trials:
-      if t.child is not None and t.components is not None and t.child not in out:
-        out[t.child] = t.components
-    return out
+    return add_to_archive(out, ((t.child, t.components) for t in self.trials))
 
   def evaluated_scores(self, fitness: fitness_lib.Fitness | None = None) -> dict[str, float | None]:
     """Every genotype evaluated so far and its score now (None: the proxy failed on it), in the
@@ -252,13 +297,19 @@ class SearchState:
          "population": [m.to_json() for m in self.population],
          "initial": [m.to_json() for m in self.initial],
          "memory": [dataclasses.asdict(r) for r in self.memory],
-         "evaluations": self.evaluations, "num_trials": len(self.trials)}
+         "evaluations": self.evaluations, "num_trials": len(self.trials),
+         "mutation_failures_in_a_row": self.mutation_failures_in_a_row,
+         "reflection_failures_in_a_row": self.reflection_failures_in_a_row}
     if with_trials:
       d["trials"] = [t.to_json() for t in self.trials]
     return d
 
   @classmethod
   def from_json(cls, d: dict[str, Any], trials: Iterable[Trial] | None = None) -> "SearchState":
+    """The state `to_json` wrote, with ``trials`` when it was written without them.
+
+    A checkpoint written before the failure counts were kept reads with counts of 0.
+    """
     trials = tuple(trials) if trials is not None else tuple(Trial.from_json(t) for t in d["trials"])
     if len(trials) != d["num_trials"]:
       raise ValueError(f"the checkpoint counts {d['num_trials']} trials but {len(trials)} were "
@@ -267,18 +318,12 @@ class SearchState:
                population=tuple(Member.from_json(m) for m in d["population"]),
                initial=tuple(Member.from_json(m) for m in d["initial"]),
                trials=trials, memory=tuple(Reflection(**r) for r in d["memory"]),
-               evaluations=d["evaluations"])
+               evaluations=d["evaluations"],
+               mutation_failures_in_a_row=d.get("mutation_failures_in_a_row", 0),
+               reflection_failures_in_a_row=d.get("reflection_failures_in_a_row", 0))
 
 
 # --- keys ---------------------------------------------------------------------------------------
-
-
-def _key_data(key: jax.Array) -> tuple[int, ...]:
-  return tuple(int(x) for x in np.asarray(jax.random.key_data(key)).ravel())
-
-
-def _key(data: Sequence[int]) -> jax.Array:
-  return jax.random.wrap_key_data(np.asarray(data, np.uint32))
 
 
 def numpy_rng(key_data: Sequence[int], purpose: int = 0) -> np.random.Generator:
@@ -288,22 +333,31 @@ def numpy_rng(key_data: Sequence[int], purpose: int = 0) -> np.random.Generator:
 
 def initial_key(seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
   """(state key, population key) from the run's seed, split by purpose."""
-  state_key, population_key = jax.random.split(jax.random.key(seed))
-  return _key_data(state_key), _key_data(population_key)
+  state_key, population_key = keys_lib.split(keys_lib.seed_key(seed))
+  return state_key, population_key
 
 
 # --- pure steps ---------------------------------------------------------------------------------
 
 
+def add_to_archive(archive: Mapping[str, Components],
+                   children: Iterable[tuple[str | None, Components | None]]
+                   ) -> dict[str, Components]:
+  """A new archive: ``archive`` and ``children``, (genotype, components) pairs in attempt order;
+  a genotype keeps its first components, and a pair without components (a child that was not
+  scored) is skipped."""
+  out = dict(archive)
+  for child, components in children:
+    if child is not None and components is not None and child not in out:
+      out[child] = components
+  return out
+
+
 def step_archive(state: "SearchState",
                  children: Iterable[tuple[str | None, Components | None]]) -> dict[str, Components]:
   """The archive once a step's children, (genotype, components) pairs in attempt order, are in
-  it (a pair without components, a child that was not scored, is skipped)."""
-  archive = state.archive()
-  for child, components in children:
-    if child is not None and components is not None and child not in archive:
-      archive[child] = components
-  return archive
+  it (`add_to_archive`)."""
+  return add_to_archive(state.archive(), children)
 
 
 def init_state(population: Sequence[tuple[str, Any]], key: tuple[int, ...],
@@ -392,8 +446,8 @@ def plan_step(state: SearchState, num_proposals: int, *, selection: str = "unifo
   """
   if num_proposals < 1:
     raise ValueError(f"a step needs at least one proposal, got {num_proposals}.")
-  next_key, step_key = jax.random.split(_key(state.key))
-  rng = numpy_rng(_key_data(step_key))
+  next_key, step_key = keys_lib.split(state.key)
+  rng = numpy_rng(step_key)
   n = len(state.population)
   if selection == "uniform":
     if num_proposals <= n:
@@ -410,7 +464,98 @@ def plan_step(state: SearchState, num_proposals: int, *, selection: str = "unifo
   proposals = tuple(
       Proposal(state.population[int(i)], float(t[0]), float(t[1]), int(s[0]), int(s[1]))
       for i, t, s in zip(idx, temps, seeds))
-  return state.replace(key=_key_data(next_key)), proposals
+  return state.replace(key=next_key), proposals
+
+
+# --- deduplication and the proxy-failure rule ---------------------------------------------------
+
+
+_DUPLICATE = ("The child {child} is already in the population (or is the parent); propose an "
+              "architecture that is not there yet.")
+
+
+def _with_score(trial: Trial, scores, aggregate: bool) -> Trial:
+  """``trial`` with a proxy's score, or an aggregate's component scores."""
+  if aggregate:
+    return dataclasses.replace(trial, components=tuple(float(x) for x in scores))
+  return dataclasses.replace(trial, score=float(scores))
+
+
+def screen_children(state: SearchState, trials: Sequence[Trial],
+                    fitness: fitness_lib.Fitness | None = None
+                    ) -> tuple[tuple[Trial, ...], tuple[str, ...]]:
+  """Deduplication (METHOD.md §3.3): which of a step's valid children are scored.
+
+  A child that is a member, the parent itself, or a new child earlier in the same step becomes
+  a ``duplicate`` (an error for its reflection says so); a child evaluated before keeps its
+  known score (for an aggregate fitness, its components), duplicate or not, and is not scored
+  again.
+
+  Args:
+    state: the state the step was planned from.
+    trials: the step's attempts after parsing: ``kind`` ``ok`` for a valid child, no scores yet.
+    fitness: the fitness, or None for a single proxy.
+
+  Returns:
+    (the trials, the new children to score, each once, in attempt order).
+  """
+  aggregate = fitness is not None and fitness.is_aggregate
+  members = {m.genotype for m in state.population}
+  known = state.archive() if aggregate else state.known_scores()
+  new: list[str] = []
+  out = []
+  for t in trials:
+    if t.kind == "ok":
+      if t.child in members or t.child in new or t.child == t.parent:
+        t = dataclasses.replace(t, kind="duplicate", error=_DUPLICATE.format(child=t.child))
+        if t.child in known:
+          t = _with_score(t, known[t.child], aggregate)
+      elif t.child in known:
+        t = _with_score(t, known[t.child], aggregate)  # seen before, dropped since
+      else:
+        new.append(t.child)
+    out.append(t)
+  return tuple(out), tuple(new)
+
+
+def take_scores(state: SearchState, trials: Sequence[Trial],
+                scores: Mapping[str, Sequence[float]], *, proxy: str,
+                fitness: fitness_lib.Fitness | None = None) -> tuple[Trial, ...]:
+  """A step's trials once its new children are scored, with the proxy-failure rule.
+
+  Args:
+    state: the state the step was planned from.
+    trials: `screen_children`'s trials.
+    scores: each new child's scores, one per component of the fitness (one for a single proxy).
+    proxy: the proxy's (or fitness's) name, for the error of a failed score.
+    fitness: the fitness, or None for a single proxy.
+
+  Returns:
+    The trials with their scores. A single proxy's non-finite score of a valid child is a
+    ``proxy_failed`` attempt whose child is not added (its score None). For an aggregate fitness
+    a non-finite component is no failure, it ranks lowest; each scored child's ``score`` is its
+    aggregate in the archive of this step, as `apply_step` will find it (a duplicate of a child
+    new in this step takes its components too).
+  """
+  aggregate = fitness is not None and fitness.is_aggregate
+  out = []
+  for t in trials:
+    if t.child in scores and (t.kind == "ok" or (aggregate and t.kind == "duplicate")):
+      t = _with_score(t, scores[t.child] if aggregate else scores[t.child][0], aggregate)
+    out.append(t)
+  if aggregate:
+    step_scores = archive_scores(step_archive(state, ((t.child, t.components) for t in out)),
+                                 fitness)
+    return tuple(t if t.components is None else dataclasses.replace(t, score=step_scores[t.child])
+                 for t in out)
+  return tuple(
+      dataclasses.replace(t, kind="proxy_failed", score=None,
+                          error=(f"The proxy {proxy} returned {t.score} for the child {t.child}; "
+                                 "it is not added."))
+      if t.kind == "ok" and not math.isfinite(t.score) else t for t in out)
+
+
+# --- the step's result --------------------------------------------------------------------------
 
 
 def apply_step(state: SearchState, trials: Sequence[Trial], *, population_size: int,
@@ -418,36 +563,102 @@ def apply_step(state: SearchState, trials: Sequence[Trial], *, population_size: 
                fitness: fitness_lib.Fitness | None = None) -> SearchState:
   """The state after one step's attempts, taken in order.
 
+  The population follows `population_after`. The failed LLM calls in a row go on counting when
+  every attempt of the step failed its mutation call (its reflection call), and start again from
+  0 otherwise; a step without LLM calls (random mutation, reflection off) has no failure, so the
+  counts stay 0.
+
   Args:
     state: the state the step was planned from (key already advanced).
-    trials: the step's attempts; ``added`` is recomputed here, and for an aggregate fitness
-      ``score`` too (from ``components``).
+    trials: the step's attempts (`take_scores`); ``added`` is recomputed here, and for an
+      aggregate fitness ``score`` too (from ``components``).
     population_size: N.
     memory_size: reflections kept (at least the number the prompts show).
     evaluations: proxy evaluations the step did.
     fitness: the fitness, or None for a single proxy.
   """
+  archive = None
   if fitness is not None and fitness.is_aggregate:
-    population, done = _aggregate_population(state, trials, population_size, fitness)
-  else:
-    population, done = _single_proxy_population(state, trials, population_size)
+    archive = step_archive(state, ((t.child, t.components) for t in trials))
+  population, done = population_after(state.population, trials, population_size, fitness=fitness,
+                                      archive=archive)
   memory = list(state.memory)
   for t in done:
     if t.reflection is not None:
       memory.append(Reflection(t.reflection, t.parent, t.child,
                                None if t.score is None else t.score - t.parent_score, t.error))
   memory = memory[-memory_size:] if memory_size > 0 else []
-  return state.replace(iteration=state.iteration + len(trials), population=tuple(population),
-                       trials=state.trials + tuple(done), memory=tuple(memory),
-                       evaluations=state.evaluations + evaluations)
+  every = lambda failed: bool(trials) and all(failed(t) for t in trials)
+  return state.replace(
+      iteration=state.iteration + len(trials), population=population,
+      trials=state.trials + done, memory=tuple(memory),
+      evaluations=state.evaluations + evaluations,
+      mutation_failures_in_a_row=(state.mutation_failures_in_a_row + len(trials)
+                                  if every(lambda t: t.kind == "llm_failed") else 0),
+      reflection_failures_in_a_row=(state.reflection_failures_in_a_row + len(trials)
+                                    if every(lambda t: t.reflection_error is not None) else 0))
+
+
+def llm_failure_stop(state: SearchState, max_failures: int) -> str | None:
+  """Why the search stops because the LLM keeps failing, or None to go on.
+
+  Args:
+    state: the state after a step (`apply_step`).
+    max_failures: ``search.max_llm_failures``: this many failed mutation calls in a row, or
+      failed reflection calls in a row, stop the search.
+
+  Returns:
+    One sentence that gives the count and the last failure's message, or None.
+  """
+  if state.mutation_failures_in_a_row >= max_failures:
+    what, count, last = "mutation", state.mutation_failures_in_a_row, state.trials[-1].error
+  elif state.reflection_failures_in_a_row >= max_failures:
+    what, count = "reflection", state.reflection_failures_in_a_row
+    last = state.trials[-1].reflection_error
+  else:
+    return None
+  return f"{count} {what} calls to the LLM in a row failed; the last: {last}"
+
+
+# --- the population rule ------------------------------------------------------------------------
 
 
 _IN_POPULATION = "The child is already in the population."
 
 
-def _single_proxy_population(state, trials, population_size):
+def population_after(population: Sequence[Member], trials: Sequence[Trial], population_size: int,
+                     *, fitness: fitness_lib.Fitness | None = None,
+                     archive: Mapping[str, Components] | None = None
+                     ) -> tuple[tuple[Member, ...], tuple[Trial, ...]]:
+  """The population rule (METHOD.md §2.1): the population after a step's attempts.
+
+  A single proxy takes each child in turn: a valid, new child is appended, then the lowest score
+  is dropped once the population exceeds N (the first of equal lowest, i.e. the oldest). An
+  aggregate fitness appends the step's new children, rescores every member over ``archive``,
+  then drops the lowest until N remain. Either way a valid child already in the population
+  becomes a ``duplicate``.
+
+  Args:
+    population: the members before the step.
+    trials: the step's attempts, in order.
+    population_size: N.
+    fitness: the fitness, or None for a single proxy.
+    archive: an aggregate fitness's archive with the step's children in it (`step_archive`).
+
+  Returns:
+    (the members after the step, the trials with ``added`` set and, for an aggregate fitness,
+    ``score`` the child's aggregate over ``archive``).
+  """
+  if fitness is not None and fitness.is_aggregate:
+    if archive is None:
+      raise ValueError("an aggregate fitness's population rule needs the step's archive.")
+    return _aggregate_population(population, trials, population_size, fitness, archive)
+  return _single_proxy_population(population, trials, population_size)
+
+
+def _single_proxy_population(population, trials, population_size):
   """Each child in turn: appended when new, then the worst dropped once over N."""
-  population = list(state.population)
+  population = list(population)
   done = []
   for t in trials:
     added = False
@@ -462,14 +673,14 @@ def _single_proxy_population(state, trials, population_size):
           added = worst != len(population) - 1
           population.pop(worst)
     done.append(dataclasses.replace(t, added=added))
-  return population, done
+  return tuple(population), tuple(done)
 
 
-def _aggregate_population(state, trials, population_size, fitness):
+def _aggregate_population(population, trials, population_size, fitness, archive):
   """The step's new children appended, every member rescored over the archive with the step's
   children in it, then the worst dropped until N remain (the first of equals: the oldest)."""
-  scores = archive_scores(step_archive(state, ((t.child, t.components) for t in trials)), fitness)
-  population = list(state.population)
+  scores = archive_scores(archive, fitness)
+  population = list(population)
   present = {m.genotype for m in population}
   staged = []
   for t in trials:
@@ -487,4 +698,4 @@ def _aggregate_population(state, trials, population_size, fitness):
   done = [dataclasses.replace(t, score=scores.get(t.child) if t.child is not None else None,
                               added=t.kind == "ok" and (t.child, t.iteration) in kept)
           for t in staged]
-  return population, done
+  return tuple(population), tuple(done)
