@@ -139,6 +139,32 @@ def test_replay_population_by_hand():
   assert hist.most_accurate.tolist() == [5, 2, 2, 2, 2, 3]
 
 
+def test_the_replay_is_the_search_state_s_own_rule(monkeypatch):
+  from rznas_jax.search import state as state_lib  # pylint: disable=import-outside-toplevel
+  # Step by step, the replay ends where `state.apply_step` does, ties and duplicates included.
+  rng = np.random.default_rng(0)
+  initial = [(f"g{i}", float(rng.integers(4))) for i in range(5)]
+  state = state_lib.init_state(initial, (0, 0))
+  for i in range(80):
+    kind = "ok" if rng.random() < 0.8 else "invalid"
+    trial = state_lib.Trial(i, "g0", 0.0, f"g{rng.integers(30)}", float(rng.integers(4)), kind,
+                            None, False)
+    state = state_lib.apply_step(state, [trial], population_size=5, memory_size=1, evaluations=1)
+  replayed = history.replay_population(initial, [t.to_json() for t in state.trials], 5)
+  assert replayed.final == tuple((m.genotype, m.score) for m in state.population)
+  # The report has no copy of the rules: change the state's, and the report follows.
+  trials = [{"kind": "ok", "child": "c", "score": 3.0}, {"kind": "duplicate", "child": "c"},
+            {"kind": "invalid", "child": None}]
+  assert history.replay_population([("a", 1.0), ("b", 2.0)], trials, 2).final == (("b", 2.0),
+                                                                                   ("c", 3.0))
+  monkeypatch.setattr(state_lib, "population_after",
+                      lambda population, trials, size, **_: (tuple(population), tuple(trials)))
+  assert history.replay_population([("a", 1.0), ("b", 2.0)], trials, 2).final == (("a", 1.0),
+                                                                                   ("b", 2.0))
+  monkeypatch.setattr(state_lib, "REJECTED_KINDS", ("duplicate", "invalid"))
+  assert history.rejection_rate(trials, window=2)[0].tolist() == [0, 1 / 2, 2 / 3]
+
+
 def test_rejection_rate_and_reasons():
   kinds = ["ok", "invalid", "no_json", "ok", "duplicate", "invalid"]
   trials = [{"kind": k, "error": f"The child '|x~{i}|' is not valid: edge {i} is bad."} for i, k in enumerate(kinds)]

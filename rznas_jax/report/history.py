@@ -1,11 +1,12 @@
 """The course of a search, recomputed from its trials: pure functions, NumPy only.
 
-The population is replayed with the search's rules (METHOD.md §2.1, `rznas_jax.search.state`):
-a child whose attempt is ``ok`` is appended, and once the population exceeds N the lowest score
-is dropped (the first of equal lowest scores). With an aggregate fitness every member's score is
-its aggregate over the archive of every architecture evaluated so far, recomputed after each
-attempt (exact for one attempt per step, the default). A report checks the replayed final
-population against the checkpoint's, so a change of the rules shows up instead of a wrong figure.
+The population is replayed with the search's own rule, `rznas_jax.search.state.population_after`
+(METHOD.md §2.1): a child whose attempt is ``ok`` is appended, and once the population exceeds N
+the lowest score is dropped (the first of equal lowest scores). With an aggregate fitness every
+member's score is its aggregate over the archive of every architecture evaluated so far
+(`state.add_to_archive`), recomputed after each attempt (exact for one attempt per step, the
+default). A report checks the replayed final population against the checkpoint's, so a change of
+the rules shows up instead of a wrong figure.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rznas_jax import fitness as fitness_lib
-
-REJECTED_KINDS = ("empty", "no_json", "no_arch", "invalid")  # `state.REJECTED_KINDS`
+from rznas_jax.search import state as state_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,16 +41,23 @@ class PopulationHistory:
   most_accurate: np.ndarray | None = None
 
 
-def _components(value) -> tuple[float, ...]:
-  return tuple(float(x) for x in value)  # non-finite values are stored as text ('-inf')
+def _trial(number: int, d: Mapping[str, Any]) -> state_lib.Trial:
+  """A trial as ``trials.jsonl`` holds it (a hand-written one may name only ``kind``, ``child``
+  and ``score``, and ``components`` for an aggregate fitness)."""
+  return state_lib.Trial(
+      iteration=d.get("iteration", number), parent=d.get("parent", ""),
+      parent_score=d.get("parent_score", 0.0), child=d.get("child"), score=d.get("score"),
+      kind=d.get("kind"), error=d.get("error"), added=False,
+      components=state_lib.components_from_json(d.get("components")))
 
 
-def _archive(initial_components, trials) -> dict[str, tuple[float, ...]]:
-  archive = {g: _components(c) for g, c in initial_components.items()}
-  for t in trials:
-    if t.get("child") is not None and t.get("components") is not None:
-      archive.setdefault(t["child"], _components(t["components"]))
-  return archive
+def _archive(initial_components: Mapping[str, Sequence[float]],
+             trials: Sequence[dict[str, Any]]) -> dict[str, tuple[float, ...]]:
+  """The archive after ``trials`` (`state.add_to_archive`), from components as the run folder
+  holds them (non-finite values as text)."""
+  return state_lib.add_to_archive(
+      {g: state_lib.components_from_json(c) for g, c in initial_components.items()},
+      ((t.get("child"), state_lib.components_from_json(t.get("components"))) for t in trials))
 
 
 def replay_population(initial: Sequence[tuple[str, float]], trials: Sequence[dict[str, Any]],
@@ -59,7 +66,8 @@ def replay_population(initial: Sequence[tuple[str, float]], trials: Sequence[dic
                       fitness: fitness_lib.Fitness | None = None,
                       initial_components: Mapping[str, Sequence[float]] | None = None
                       ) -> PopulationHistory:
-  """Replays the steady-state population over ``trials``.
+  """Replays the steady-state population over ``trials``, one attempt at a time, with the
+  search's rule (`state.population_after`).
 
   Args:
     initial: the initial population, (genotype, score) pairs.
@@ -78,40 +86,35 @@ def replay_population(initial: Sequence[tuple[str, float]], trials: Sequence[dic
     >>> h.best.tolist(), h.best_genotype
     ([1.0, 3.0], ('a', 'b'))
   """
-  population = [(g, float(s)) for g, s in initial]
-  if not population:
+  if not initial:
     raise ValueError("the initial population is empty.")
+  aggregate = fitness is not None and fitness.is_aggregate
+  archive = _archive(initial_components or {}, ()) if aggregate else None
+  population = tuple(state_lib.Member(g, float(s), -1, archive.get(g) if aggregate else None)
+                     for g, s in initial)
+  if aggregate:  # the initial members' aggregates among themselves, as `state.init_state` gives
+    scores = fitness_lib.archive_scores(archive, fitness)
+    population = tuple(dataclasses.replace(m, score=scores[m.genotype]) for m in population)
 
   def snapshot():
-    scores = [s for _, s in population]
+    scores = [m.score for m in population]
     top = max(range(len(population)), key=lambda i: (scores[i], -i))
-    most = max(accuracy[g] for g, _ in population) if accuracy is not None else np.nan
-    return max(scores), float(np.median(scores)), population[top][0], most
+    most = max(accuracy[m.genotype] for m in population) if accuracy is not None else np.nan
+    return max(scores), float(np.median(scores)), population[top].genotype, most
 
-  aggregate = fitness is not None and fitness.is_aggregate
-  archive = _archive(initial_components or {}, ()) if aggregate else {}
-
-  def rescore():
-    scores = fitness_lib.archive_scores(archive, fitness)
-    population[:] = [(g, scores[g]) for g, _ in population]
-
-  if aggregate:
-    rescore()
   rows = [snapshot()]
-  for t in trials:
-    if aggregate and t.get("child") is not None and t.get("components") is not None:
-      archive.setdefault(t["child"], _components(t["components"]))
-    if t.get("kind") == "ok" and t.get("child") not in {g for g, _ in population}:
-      population.append((t["child"], float(t["score"])))
+  for number, d in enumerate(trials):
+    trial = _trial(number, d)
     if aggregate:
-      rescore()
-    while len(population) > population_size:
-      worst = min(range(len(population)), key=lambda i: (population[i][1], i))
-      population.pop(worst)
+      archive = state_lib.add_to_archive(archive, [(trial.child, trial.components)])
+    population, _ = state_lib.population_after(population, [trial], population_size,
+                                               fitness=fitness, archive=archive)
     rows.append(snapshot())
-  return PopulationHistory(best=np.array([r[0] for r in rows]), median=np.array([r[1] for r in rows]),
-                           best_genotype=tuple(r[2] for r in rows), final=tuple(population),
-                           most_accurate=np.array([r[3] for r in rows]) if accuracy is not None else None)
+  return PopulationHistory(
+      best=np.array([r[0] for r in rows]), median=np.array([r[1] for r in rows]),
+      best_genotype=tuple(r[2] for r in rows),
+      final=tuple((m.genotype, m.score) for m in population),
+      most_accurate=np.array([r[3] for r in rows]) if accuracy is not None else None)
 
 
 def rejection_rate(trials: Sequence[dict[str, Any]], window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +127,7 @@ def rejection_rate(trials: Sequence[dict[str, Any]], window: int) -> tuple[np.nd
   Returns:
     Two float arrays of length ``len(trials)``.
   """
-  rejected = np.array([t.get("kind") in REJECTED_KINDS for t in trials], np.float64)
+  rejected = np.array([t.get("kind") in state_lib.REJECTED_KINDS for t in trials], np.float64)
   if not rejected.size:
     return np.zeros(0), np.zeros(0)
   counts = np.cumsum(rejected)
@@ -151,7 +154,7 @@ def reason_key(error: str) -> str:
 def rejection_reasons(trials: Sequence[dict[str, Any]], top: int = 5) -> list[tuple[str, str, int]]:
   """The most common reasons replies were rejected: (kind, reason, count), most common first."""
   counter = collections.Counter((t["kind"], reason_key(t.get("error") or t["kind"]))
-                                for t in trials if t.get("kind") in REJECTED_KINDS)
+                                for t in trials if t.get("kind") in state_lib.REJECTED_KINDS)
   return [(kind, reason, n) for (kind, reason), n in counter.most_common(top)]
 
 
