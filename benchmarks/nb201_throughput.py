@@ -12,11 +12,11 @@ of memory (``--memory_limit_gb``) fails alone. For each it records
 * steady archs/s: the median of ``--repeats`` further passes (``NB201Scorer.score`` end to end,
   Python overhead included);
 
-and the ratio of the steady rate to PyTorch's on this 2-core CPU (``notes/xla-cpu-scoring.md``:
-grad_norm 1.9, synflow 28, naswot 3.0 archs/s). Scores of every strategy are compared with the
-first one's. Compile times are cold unless ``--compilation_cache_dir`` is given. The machine load
-(1-minute average) is recorded around each measurement: other work on a 2-core machine slows
-everything.
+and the ratio of the steady rate to PyTorch's on this 2-core CPU (``PYTORCH_ARCHS_PER_SECOND``:
+grad_norm 1.9, synflow 28, naswot 3.0 archs/s; docs/scoring.md, XLA:CPU, has the background). Scores
+of every strategy are compared with the first one's. Compile times are cold unless
+``--compilation_cache_dir`` is given. The machine load (1-minute average) is recorded around each
+measurement: other work on a 2-core machine slows everything.
 
 ``--malloc_tuning`` (on by default) keeps freed memory in glibc's heap (one arena, no mmap, no
 trimming), so XLA's per-call temporary buffer is not handed back to the kernel and faulted in again

@@ -24,8 +24,9 @@ def zico_score(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array,
   sum is 0 (e.g. an unused op of a masked network, whose gradients are all zero) is skipped.
 
   [ZC]'s ``getzico`` never calls ``zero_grad`` between its batches, so the released code records
-  g1 and g1 + g2 rather than g1 and g2. The paper's formula (and METHOD.md §5.2) use the
-  per-batch gradients, which is the default here; ``accumulate_grads=True`` reproduces the code.
+  g1 and g1 + g2 rather than g1 and g2. The ZiCo paper's formula (and the RZ-NAS paper's eq. 6)
+  use the per-batch gradients, which is the default here; ``accumulate_grads=True`` reproduces
+  the code.
 
   Args:
     apply_fn: the network, see ``base.ApplyFn``.

@@ -1,7 +1,7 @@
 """Zen-NAS's random mutation operator for macro architectures (the "original proxy" baseline).
 
-This is the candidate generator that RZ-NAS replaces with an LLM (METHOD.md §4.1), as written in
-idstcv/ZenNAS ``evolution_search.py::get_new_random_structure_str`` with
+This is the candidate generator that RZ-NAS replaces with an LLM (the paper's "X" baseline rows),
+as written in idstcv/ZenNAS ``evolution_search.py::get_new_random_structure_str`` with
 ``SearchSpace/search_space_XXBL.py`` (ResNet-like CIFAR space) or
 ``SearchSpace/search_space_IDW_fixfc.py`` (MobileNetV2-like ImageNet space):
 

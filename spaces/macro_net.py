@@ -1,7 +1,7 @@
 """Macro (Zen-NAS MasterNet) networks in Flax Linen, honouring the proxy contract of proxies/base.py.
 
 ``MacroNetwork(arch, num_classes, no_reslink)`` builds the blocks of an `Arch` (expansions in
-``spaces/macro.py`` and METHOD.md §4.1), then global average pooling and a linear classifier.
+``spaces/macro.py`` and Zen-NAS PlainNet), then global average pooling and a linear classifier.
 Every conv is bias-free with PyTorch padding ``(k-1)//2`` and PyTorch's default init, every BN has
 eps 1e-3 and PyTorch train-mode semantics (``layers.BatchNorm``), as in ``Masternet.py``.
 
@@ -28,7 +28,7 @@ it in both modes, and in scan mode ``make_apply_fn`` stacks ``layer01..`` into `
 in and unstacks the returned ``batch_stats`` and ``intermediates`` on the way out. Gradients taken
 through ``apply_fn`` therefore arrive per layer, and a proxy cannot tell the two modes apart
 except by speed. Leave ``scan=False`` (the default) for scoring on a CPU: XLA:CPU runs backward
-convolutions inside loop bodies slowly (``notes/xla-cpu-scoring.md``).
+convolutions inside loop bodies slowly (docs/scoring.md, XLA:CPU).
 
 **Depthwise convolutions on a CPU** (``depthwise_form``): XLA:CPU runs a grouped convolution and
 its gradients as naive loops, so on the CPU a depthwise conv is computed as the sum of K*K

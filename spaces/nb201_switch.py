@@ -8,7 +8,7 @@ alone. It reads exactly the masked network's variables and returns the same ``Mo
 same cell. Under ``jax.vmap`` over cells a switch becomes a select of every branch: there, use the
 masked network.
 
-What makes it fast on XLA:CPU (measurements in ``notes/xla-cpu-scoring.md``):
+What makes it fast on XLA:CPU (measurements in docs/scoring.md, XLA:CPU):
 
 * Each switched edge is a ``jax.custom_vjp`` that saves only its input, the pre-BN conv output and
   the op index, and runs a second ``lax.switch`` in its backward pass. Differentiating through the

@@ -1,7 +1,7 @@
 """Macro spaces: grammar, counters (against hand arithmetic), validation, mutation, MAE-DET, networks.
 
-The FLOPs/params references below are written out layer by layer from the formulas of METHOD.md
-§4.1 (Zen-NAS ``PlainNet``) and, for the MAE-DET space, from tinynas's block formulas; they do
+The FLOPs/params references below are written out layer by layer from Zen-NAS's block formulas
+(idstcv/ZenNAS ``PlainNet/``) and, for the MAE-DET space, from tinynas's block formulas; they do
 not call the counters. Networks are checked against a NumPy forward pass and against the
 counters' own parameter conventions.
 """
@@ -28,12 +28,14 @@ IMAGENET = macro_spaces.IMAGENET_INITIAL
 ZICO_450M = macro_spaces.ZICO_450M
 MAEDET = macro_spaces.MAEDET_INITIAL
 PROMPT_EXAMPLE = "SuperConvK3BNRELU(3,64,1,1)SuperResK1K5K1(64,168,1,16,3)SuperResK1K3K1(168,80,2,32,4)"
+# The maintainers' notes on the paper, beside the repository (not part of it); the test that reads
+# them skips without them.
 METHOD_MD = os.path.join(os.path.dirname(REPO), "shared", "METHOD.md")
 # The networks here are tiny: optimising their XLA programs takes longer than running them.
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
-# --- §4.1 formulas, restated for hand arithmetic -------------------------------------------------
+# --- Zen-NAS's formulas, restated for hand arithmetic ------------------------------------------
 
 
 def conv(cin, cout, k, h, s=1):

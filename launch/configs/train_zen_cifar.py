@@ -1,6 +1,6 @@
-"""The Zen-NAS CIFAR recipe (METHOD.md §4.2) for macro structures: 1440 epochs, SGD Nesterov 0.9,
-lr 0.1 per 256 images with 5 warm-up epochs then cosine decay to 0, weight decay 5e-4, label
-smoothing 0.1, random crop (padding 4) and flip, the Zen-NAS shortcuts built.
+"""The Zen-NAS CIFAR recipe (idstcv/ZenNAS ``scripts/``) for macro structures: 1440 epochs, SGD
+Nesterov 0.9, lr 0.1 per 256 images with 5 warm-up epochs then cosine decay to 0, weight decay 5e-4,
+label smoothing 0.1, random crop (padding 4) and flip, the Zen-NAS shortcuts built.
 
     python -m launch.train --config=launch/configs/train_zen_cifar.py --workdir=runs/train_zen \
         --config.arch=runs/zen_cifar/summary.json --config.data=/data/cifar-100-python

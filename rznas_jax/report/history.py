@@ -1,12 +1,12 @@
 """The course of a search, recomputed from its trials: pure functions, NumPy only.
 
 The population is replayed with the search's own rule, `rznas_jax.search.state.population_after`
-(METHOD.md §2.1): a child whose attempt is ``ok`` is appended, and once the population exceeds N
-the lowest score is dropped (the first of equal lowest scores). With an aggregate fitness every
-member's score is its aggregate over the archive of every architecture evaluated so far
-(`state.add_to_archive`), recomputed after each attempt (exact for one attempt per step, the
-default). A report checks the replayed final population against the checkpoint's, so a change of
-the rules shows up instead of a wrong figure.
+(the RZ-NAS paper, §3.2; docs/search.md): a child whose attempt is ``ok`` is appended, and once the
+population exceeds N the lowest score is dropped (the first of equal lowest scores). With an
+aggregate fitness every member's score is its aggregate over the archive of every architecture
+evaluated so far (`state.add_to_archive`), recomputed after each attempt (exact for one attempt per
+step, the default). A report checks the replayed final population against the checkpoint's, so a
+change of the rules shows up instead of a wrong figure.
 """
 
 from __future__ import annotations

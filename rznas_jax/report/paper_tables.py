@@ -1,4 +1,4 @@
-"""The paper's NB201 tables (METHOD.md §6.2, §6.3) and our results beside them, as markdown.
+"""The RZ-NAS paper's NB201 tables (Tables 2 and 3) and our results beside them, as markdown.
 
 Table 2 of the paper gives NB201 valid and test accuracy (mean ± std over 3 runs) for each proxy
 X, searched with the original zero-cost evolutionary algorithm ("X": random mutation) and with
@@ -6,7 +6,7 @@ RZ-NAS ("Ours(X)"). Our rows come from our searches; the benchmark table this pr
 (NATS-Bench TSS, 200 epochs) has test accuracies only, so the valid columns are the paper's alone.
 
 Table 3 (rank correlation of "Ours(X)") is not reproducible as written: the paper never says
-over which architectures a *search method* changes a proxy's correlation (METHOD.md §6.3, §6.8).
+over which architectures a *search method* changes a proxy's correlation (docs/search.md).
 `table3_markdown` says so and shows the paper's numbers; it computes none.
 """
 
@@ -24,7 +24,7 @@ PAPER_NAMES = {"grasp": "GraSP", "grad_norm": "Gradnorm", "synflow": "Synflow", 
                "zico": "ZiCo"}
 METHODS = ("random", "ours")  # the original zero-cost EA, and RZ-NAS
 
-# Table 2 of the paper (METHOD.md §6.2): {(proxy, method): {dataset: (test mean, std)}}.
+# Table 2 of the RZ-NAS paper: {(proxy, method): {dataset: (test mean, std)}}.
 PAPER_TABLE2_TEST: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
     ("grasp", "random"): {"cifar10": (89.34, 2.16), "cifar100": (60.89, 3.88), "imagenet16-120": (22.99, 11.01)},
     ("grasp", "ours"): {"cifar10": (92.79, 0.80), "cifar100": (69.34, 1.98), "imagenet16-120": (43.16, 2.64)},
@@ -37,10 +37,11 @@ PAPER_TABLE2_TEST: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
     ("zico", "random"): {"cifar10": (93.35, 0.00), "cifar100": (70.71, 0.00), "imagenet16-120": (46.18, 0.04)},
     ("zico", "ours"): {"cifar10": (94.24, 0.12), "cifar100": (73.30, 0.21), "imagenet16-120": (46.24, 0.23)},
 }
-# The NB201 optimum of each dataset's test accuracy (METHOD.md §6.2 note).
+# The NB201 optimum of each dataset's test accuracy (the benchmark's best cells; the paper does not
+# state them).
 NB201_OPTIMUM = {"cifar10": 94.37, "cifar100": 73.51, "imagenet16-120": 47.31}
 
-# Table 3 of the paper (METHOD.md §6.3): {(proxy, method): {dataset: (Kendall tau, Spearman rho)}}.
+# Table 3 of the RZ-NAS paper: {(proxy, method): {dataset: (Kendall tau, Spearman rho)}}.
 PAPER_TABLE3: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
     ("grasp", "random"): {"cifar10": (0.37, 0.54), "cifar100": (0.36, 0.51), "imagenet16-120": (0.40, 0.56)},
     ("grasp", "ours"): {"cifar10": (0.43, 0.57), "cifar100": (0.41, 0.55), "imagenet16-120": (0.44, 0.59)},
@@ -107,8 +108,8 @@ def table2_markdown(ours: Mapping[tuple[str, str], Mapping[str, Sequence[float]]
 TABLE3_NOTE = (
     "Table 3 (rank correlation with NB201 test accuracy) is not reproduced: the paper does not say "
     "over which architectures the correlation of a *search method* (\"Ours(X)\") is computed, so "
-    "those rows cannot be recomputed as written (METHOD.md §6.3); its baseline rows equal ZiCo's "
-    "published NATS-Bench correlations, and Ours(Zen-Score) repeats the GraSP row (§6.8). A proxy's "
+    "those rows cannot be recomputed as written; its baseline rows equal ZiCo's "
+    "published NATS-Bench correlations, and Ours(Zen-Score) repeats the GraSP row. A proxy's "
     "own correlation (the \"X\" rows) is measured by `python -m launch.correlate` "
     "(and benchmarks/nb201_reference.py); no number below was computed here.")
 

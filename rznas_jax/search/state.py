@@ -1,4 +1,4 @@
-"""The search state: one immutable value, and the pure functions that step it (DESIGN.md, 7).
+"""The search state: one immutable value, and the pure functions that step it (docs/search.md).
 
 `SearchState` holds everything a search is: the iteration (mutation attempts done), its PRNG key,
 the population, every trial (parent, child, score, error, reflection, LLM call ids), the
@@ -15,9 +15,10 @@ resumed run goes on counting. Besides the standard library this module imports N
 modules that import only NumPy themselves: `rznas_jax.fitness`, and `rznas_jax.search.keys` (JAX's
 key derivation, bit for bit), so reports replay the search's rules without JAX.
 
-Population rules (METHOD.md §2.1): steady state; a valid, new child is appended and the lowest
-score is dropped once the population exceeds N (the first of equal lowest scores, i.e. the
-oldest); a child already in the population is not added again (§3.3 decision).
+Population rules (the RZ-NAS paper, §3.2 and Algorithm 1): steady state; a valid, new child is
+appended and the lowest score is dropped once the population exceeds N (the first of equal lowest
+scores, i.e. the oldest); a child already in the population is not added again (our choice: the
+paper and its code do not deduplicate; docs/search.md).
 
 With an aggregate fitness (`rznas_jax.fitness`, e.g. ``rank:synflow+naswot+flops`` or ``az_nas``)
 a member's score is not a number of its own but its rank aggregate over the *archive*, every
@@ -47,7 +48,7 @@ KINDS = REJECTED_KINDS + OTHER_KINDS
 # Attempts whose child reached the proxy (or its cache): the child counts as evaluated.
 EVALUATED_KINDS = ("ok", "duplicate", "proxy_failed")
 TRIED_SHOWN = 8  # children of a parent that its mutation prompt lists
-TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)  # METHOD.md §2.4: one drawn per call
+TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)  # the RZ-NAS paper, App. A.4.3: one drawn per call
 _SEED_RANGE = 2**31 - 1
 
 
@@ -484,7 +485,7 @@ def _with_score(trial: Trial, scores, aggregate: bool) -> Trial:
 def screen_children(state: SearchState, trials: Sequence[Trial],
                     fitness: fitness_lib.Fitness | None = None
                     ) -> tuple[tuple[Trial, ...], tuple[str, ...]]:
-  """Deduplication (METHOD.md §3.3): which of a step's valid children are scored.
+  """Deduplication (our choice, docs/search.md): which of a step's valid children are scored.
 
   A child that is a member, the parent itself, or a new child earlier in the same step becomes
   a ``duplicate`` (an error for its reflection says so); a child evaluated before keeps its
@@ -630,7 +631,7 @@ def population_after(population: Sequence[Member], trials: Sequence[Trial], popu
                      *, fitness: fitness_lib.Fitness | None = None,
                      archive: Mapping[str, Components] | None = None
                      ) -> tuple[tuple[Member, ...], tuple[Trial, ...]]:
-  """The population rule (METHOD.md §2.1): the population after a step's attempts.
+  """The population rule (the RZ-NAS paper, §3.2): the population after a step's attempts.
 
   A single proxy takes each child in turn: a valid, new child is appended, then the lowest score
   is dropped once the population exceeds N (the first of equal lowest, i.e. the oldest). An
