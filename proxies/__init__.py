@@ -1,6 +1,8 @@
 """Zero-cost proxies: one pure function each, registered by name (see `base.py` for the contract)."""
 
-from rznas_jax.proxies.base import Batch, ModelOutput, ProxySpec, UnknownProxyError, get, names, register
+from rznas_jax.proxies.base import (ANALYTIC, NETWORK, Batch, ModelOutput, ProxySpaceError, ProxySpec,
+                                    UnknownProxyError, analytic_names, check_for_space, get, names,
+                                    network_names, register, register_analytic)
 # Importing a proxy module registers its proxies.
 from rznas_jax.proxies.analytic import flops, params
 from rznas_jax.proxies.az_nas import (az_expressivity, az_expressivity_real, az_nas_components,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from rznas_jax.proxies.base import register
+from rznas_jax.proxies.base import register_analytic
 from rznas_jax.spaces import macro
 
 DETECTION_RATIOS = (0.0, 0.0, 1.0, 1.0, 6.0)  # multi_block_ratio of configs/detection/*.py
@@ -84,8 +84,10 @@ def maedet_score(arch: macro.Arch | str,
   return score
 
 
-@register("maedet", data="none", costs=("arch",),
-          source="alibaba/lightweight-neural-architecture-search tinynas/scores/compute_madnas.py")
+# The tinynas block reading of `_tinynas_blocks` is the maedet convention's (one K1KXK1 sub-layer,
+# one bottleneck); under Zen-NAS's convention the score would mean something else.
+@register_analytic("maedet", costs=("arch",), convention="maedet", home_spaces=("maedet_coco",),
+                   source="alibaba/lightweight-neural-architecture-search tinynas/scores/compute_madnas.py")
 def maedet(costs: dict) -> float:
   """The MAE-DET score of ``costs["arch"]``; an analytic proxy (see ``analytic.params``).
 

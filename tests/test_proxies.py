@@ -430,6 +430,68 @@ def test_analytic_proxies_return_the_counters():
   assert proxies.get("flops").fn(costs) == 5678.0
 
 
+def test_analytic_proxies_are_their_own_kind():
+  assert proxies.analytic_names() == ["flops", "maedet", "params"]
+  assert set(proxies.network_names()) == set(proxies.names()) - {"flops", "maedet", "params"}
+  assert proxies.names() == sorted(proxies.analytic_names() + proxies.network_names())
+  assert {n: proxies.get(n).costs for n in proxies.analytic_names()} == {
+      "flops": ("flops",), "maedet": ("arch",), "params": ("params",)}
+  assert proxies.get("maedet").convention == "maedet" and proxies.get("params").convention is None
+  assert all(proxies.get(n).kind == proxies.NETWORK and not proxies.get(n).costs
+             for n in proxies.network_names())
+
+
+def test_registration_of_each_kind(monkeypatch):
+  from rznas_jax.proxies import base  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # pylint: disable=protected-access
+  depth = base.register_analytic("depth", costs=("layers",), source="here")(lambda c: float(c["layers"]))
+  assert proxies.get("depth").kind == proxies.ANALYTIC and proxies.get("depth").fn is depth
+  assert proxies.get("depth").fn({"layers": 7}) == 7.0 and "depth" in proxies.names()
+  with pytest.raises(ValueError, match="must name the cost entries it reads"):
+    base.register_analytic("constant", costs=())
+  with pytest.raises(ValueError, match="'depth' is registered twice"):
+    base.register_analytic("depth", costs=("layers",))(lambda c: 0.0)
+  with pytest.raises(ValueError, match="reads no costs"):
+    base.register("net", costs=("params",))
+  with pytest.raises(ValueError, match="data must be 'real', 'gaussian' or 'none', got 'fake'"):
+    base.register("net", data="fake")
+
+
+NB201_COSTS = ("params", "flops")
+MACRO_COSTS = ("params", "flops", "layers", "arch", "resolution", "convention")
+
+
+@pytest.mark.parametrize("names, costs, space, kw, message", [
+    (["synflow", "maedet"], NB201_COSTS, "nb201", {},
+     "proxy 'maedet' reads the cost 'arch', which the nb201 space does not provide (it counts "
+     "params, flops); in nb201 use a network proxy or the analytic proxies flops, params."),
+    (["maedet"], MACRO_COSTS, "zen_cifar", {"convention": "zen"},
+     "proxy 'maedet' is defined only for spaces that count blocks in the maedet convention "
+     "(maedet_coco), and the zen_cifar space uses the zen convention; in zen_cifar use a network "
+     "proxy or the analytic proxies flops, params."),
+    (["params"], (), "bare", {},
+     "proxy 'params' reads the cost 'params', which the bare space does not provide (it counts "
+     "nothing); in bare use a network proxy (no analytic proxy applies)."),
+    (["zen", "az_expressivity"], MACRO_COSTS, "zen_cifar", {"convention": "zen", "reports_blocks": False},
+     "proxy 'az_expressivity' reads every block's output, which the zen_cifar networks do not "
+     "report yet; in zen_cifar use one of fisher, fisher_unweighted, grad_norm, grad_norm_zen, "
+     "grasp, jacov, naswot, snip, synflow, synflow_zen, te_nas, zen, zico (or an aggregate of them)."),
+])
+def test_check_for_space_refuses_with_one_sentence(names, costs, space, kw, message):
+  with pytest.raises(proxies.ProxySpaceError) as err:
+    proxies.check_for_space(names, costs, space, **kw)
+  assert str(err.value) == message and isinstance(err.value, ValueError)
+
+
+def test_check_for_space_passes_what_the_space_serves():
+  proxies.check_for_space(proxies.network_names() + ["params", "flops"], NB201_COSTS, "nb201")
+  proxies.check_for_space(["maedet", "params", "zen"], MACRO_COSTS, "maedet_coco", convention="maedet",
+                          reports_blocks=False)
+  proxies.check_for_space([], (), "anything")
+  with pytest.raises(UnknownProxyError, match="unknown proxy 'gradnorm'"):
+    proxies.check_for_space(["gradnorm"], NB201_COSTS, "nb201")
+
+
 @pytest.mark.parametrize("name", NETWORK_PROXIES)
 def test_matches_numpy_reference_float64(name, weights):
   p, x, labels = weights
