@@ -13,9 +13,13 @@ asks (``"pytorch"``: PyTorch's default init; ``"gaussian"``: Zen-NAS's N(0, 1) w
 biases), on a real batch (when images are given and the proxy wants real data) or a Gaussian
 batch with random labels; float64 proxies run under ``jax.enable_x64(True)``. Initial variables
 come from the seed alone, not from which other structures are scored, so a score depends only on
-(structure, proxy, seed, batch settings). Analytic proxies (``params``, ``flops``, ``maedet``)
-read the space's counters (``MacroSpace.costs``, the budget convention: shortcuts included) and
-never build a network.
+(structure, proxy, seed, batch settings): batches, keys, initialisations and the float64 cast are
+the shared scoring core's (`rznas_jax.scorer`), and `MacroScorer` implements its `Scorer`
+protocol. Analytic proxies (``params``, ``flops``, ``maedet``) read the space's counters
+(``MacroSpace.costs``, the budget convention: shortcuts included) and never build a network; one
+that the space cannot serve (MAE-DET outside the maedet convention) is refused by
+`proxies.check_for_space` when the scorer is made. Scores stay on the devices until one fetch per
+``score`` call.
 
 Invalid input is refused, not scored: `MacroScorer.score` validates every architecture against
 its space first and raises `InvalidArchError` (a ValueError) naming the first bad one and every
@@ -33,7 +37,6 @@ import concurrent.futures
 import dataclasses
 import threading
 import time
-import zlib
 from typing import Callable, Iterable, Sequence
 
 import jax
@@ -42,24 +45,21 @@ import numpy as np
 
 from rznas_jax import data as data_lib
 from rznas_jax import proxies as proxy_lib  # registers every proxy
-from rznas_jax.proxies import network
+from rznas_jax import scorer as scorer_lib
 from rznas_jax.proxies.base import Batch, ProxySpec
-from rznas_jax.scoring import gaussian_init
+# Re-exported: the normalisations live in the shared core.
+from rznas_jax.scorer import NORMALIZATIONS  # pylint: disable=unused-import
 from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_net
 from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces.macro import Arch
 from rznas_jax.spaces.macro_spaces import MacroSpace
 
-# Per-channel mean/std (0..1 scale) for real images: the CIFAR ones of ``data.py`` and the
-# torchvision ImageNet ones that Zen-NAS/ZiCo's ImageNet loaders use.
-NORMALIZATIONS = {
-    **{name: (data_lib.MEAN[name], data_lib.STD[name]) for name in data_lib.MEAN},
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
 # Proxies defined only for one counter convention (MAE-DET reads a K1KXK1 sub-layer as one
-# bottleneck; under Zen-NAS's convention it is two, and the score would mean something else).
-CONVENTION_ONLY_PROXIES = {"maedet": "maedet"}
+# bottleneck; under Zen-NAS's convention it is two, and the score would mean something else), as
+# their registrations declare them.
+CONVENTION_ONLY_PROXIES = {name: proxy_lib.get(name).convention for name in proxy_lib.analytic_names()
+                           if proxy_lib.get(name).convention is not None}
 
 
 class InvalidArchError(ValueError):
@@ -164,32 +164,18 @@ def default_normalization(space: MacroSpace) -> str:
 
 def real_batch(images: data_lib.ImageSet, batch_size: int, seed: int, resolution: int,
                normalization: str) -> tuple[np.ndarray, np.ndarray]:
-  """``batch_size`` images drawn with ``seed`` (as `data.real_batch` draws), normalised.
-
-  Raises:
-    DataError: images of another size than ``resolution``, or fewer than ``batch_size``.
-    ValueError: an unknown ``normalization``.
-  """
-  if normalization not in NORMALIZATIONS:
-    raise ValueError(f"unknown normalisation {normalization!r}; valid: {', '.join(NORMALIZATIONS)}.")
-  h, w = images.images.shape[1:3]
-  if (h, w) != (resolution, resolution):
-    raise data_lib.DataError(f"the images are {h}x{w}, but the network takes {resolution}x{resolution}; "
-                             "use images of that size or set the resolution to theirs.")
-  if batch_size > len(images.images):
-    raise data_lib.DataError(f"batch size {batch_size} exceeds the {len(images.images)} images available.")
-  rng = np.random.default_rng(seed)
-  idx = np.sort(rng.choice(len(images.images), batch_size, replace=False))
-  mean, std = (np.asarray(v, np.float32) for v in NORMALIZATIONS[normalization])
-  x = (images.images[idx].astype(np.float32) / 255.0 - mean) / std
-  return x, images.labels[idx]
+  """`scorer.real_batch`: ``batch_size`` images drawn with ``seed``, normalised."""
+  return scorer_lib.real_batch(images, batch_size, seed, resolution, normalization)
 
 
 MACRO_COSTS = ("params", "flops", "layers", "arch", "resolution", "convention")  # MacroSpace.costs
+REPORTS_BLOCKS = False  # macro networks leave ModelOutput.blocks empty, which joint proxies read
 
 
 class MacroScorer:
   """Scores macro architectures with registered proxies; one compile per (structure, proxy).
+
+  A `scorer.Scorer`.
 
   Example:
     >>> space = macro_spaces.zen_cifar()
@@ -216,18 +202,20 @@ class MacroScorer:
       (about half the compile time on a CPU, for tests; scores agree to float rounding).
     devices: spread distinct architectures over these devices (architecture i on device
       i mod D, one thread per device, so that their compiles and runs overlap); a compile is then
-      per (structure, proxy, device). None: the default device.
+      per (structure, proxy, device). One device: everything runs there. None: the default device.
 
   Attributes:
     space: the space as scored (after the overrides).
-    specs: the proxies' registry entries.
+    proxies, specs, devices, last_devices: as `scorer.Scorer` says.
     strategy: ``"scan"`` or ``"unrolled"``, for run records.
     trace_counts: ``{(structure, proxy): traces}``; 1 per distinct pair unless evicted.
     compile_seconds: ``{proxy: seconds}`` spent tracing and compiling, summed over structures.
     compile_seconds_by_arch: ``{(structure, proxy): seconds}`` of the last compile of each pair.
 
   Raises:
-    ValueError: a proxy not defined for the space's convention, a bad batch size or cache size.
+    ProxySpaceError: a proxy the space cannot serve (`proxies.check_for_space`: MAE-DET outside
+      the maedet convention, AZ-NAS's block-reading proxies); a ValueError.
+    ValueError: a bad batch size, cache size, resolution or class count.
     UnknownProxyError: an unknown proxy name.
     DataError: real images that do not fit the space (size, labels, count).
   """
@@ -245,18 +233,10 @@ class MacroScorer:
       if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}.")
     self.space = dataclasses.replace(space, **overrides) if overrides else space
-    self.specs = [proxy_lib.get(p) for p in proxies]
-    for spec in self.specs:
-      proxy_lib.base.check_costs(spec, MACRO_COSTS, self.space.name)
-      if spec.joint is not None:
-        raise ValueError(f"proxy {spec.name!r} reads every block's output, which the macro networks "
-                         f"do not report yet; in {self.space.name} use network proxies such as "
-                         "zen, zico, naswot, synflow, grad_norm, or an aggregate of them.")
-      needed = CONVENTION_ONLY_PROXIES.get(spec.name)
-      if needed is not None and self.space.convention != needed:
-        raise ValueError(f"proxy {spec.name!r} is defined for the maedet_coco backbone space "
-                         f"(the {needed} convention), not for {self.space.name}; drop it or "
-                         "score in maedet_coco.")
+    self.proxies = tuple(proxies)
+    self.specs = [proxy_lib.get(p) for p in self.proxies]
+    proxy_lib.check_for_space(self.proxies, MACRO_COSTS, self.space.name,
+                              convention=self.space.convention, reports_blocks=REPORTS_BLOCKS)
     if batch_size < 1:
       raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     if cache_size < 1:
@@ -272,20 +252,15 @@ class MacroScorer:
     self.compile_seconds_by_arch: dict[tuple[str, str], float] = {}
     self._fns: collections.OrderedDict[tuple, Callable] = collections.OrderedDict()
     self._lock = threading.Lock()  # the caches are shared by the per-device threads
-    self.devices = list(devices) if devices else []
-
-    root = jax.random.key(seed)
-    self._init_key, self._gauss_key, self._proxy_key = jax.random.split(root, 3)
-    res, classes = self.space.resolution, self.space.num_classes
-    self._batches: dict[str, Batch] = {}  # the Gaussian one is made on first use
+    self._placed = bool(devices)  # given devices: inputs are put on them; else uncommitted
+    self.devices = list(devices) if devices else [scorer_lib.default_device()]
+    self.last_devices: list[str] = []
     self.normalization = normalization or default_normalization(self.space)
-    if images is not None:
-      rx, ry = real_batch(images, batch_size, seed, res, self.normalization)
-      if ry.min() < 0 or ry.max() >= classes:
-        raise data_lib.DataError(f"the data has label {int(ry.max() if ry.max() >= classes else ry.min())}, "
-                                 f"but the {self.space.name} network has {classes} classes (0..{classes - 1}); "
-                                 "give images of that many classes or set num_classes.")
-      self._batches["real"] = Batch(jnp.asarray(rx), jnp.asarray(ry))
+    classes = self.space.num_classes
+    self._inputs = scorer_lib.ProxyInputs(
+        batch_size=batch_size, resolution=self.space.resolution, num_classes=classes, seed=seed,
+        images=images, normalization=self.normalization, network=f"the {self.space.name} network",
+        labels_hint="; give images of that many classes or set num_classes")
 
   # --- building blocks (public for benchmarks) ---------------------------------------------------
   def model(self, arch: Arch) -> macro_net.MacroNetwork:
@@ -296,29 +271,14 @@ class MacroScorer:
     """``(variables, batch, key)`` for ``proxy`` on ``arch``: a pure function of the seed.
 
     Float64 proxies get float64 variables and images; call (and compile) them under
-    ``jax.enable_x64(True)``.
+    ``jax.enable_x64(True)`` (`scorer.precision`).
     """
     spec = proxy_lib.get(proxy)
     image_shape = (self.space.resolution, self.space.resolution, 3)
-    variables = macro_net.init_variables(self.model(arch), self._init_key, image_shape)
-    if spec.init == "gaussian":
-      variables = gaussian_init(variables, self._gauss_key)
-    batch = self._batch("real" if spec.data == "real" else "gaussian")
-    if spec.dtype == "float64":
-      variables = network.cast(variables, jnp.float64)
-      batch = Batch(batch.images.astype(jnp.float64), batch.labels)
-    key = jax.random.fold_in(self._proxy_key, zlib.crc32(spec.name.encode()))
-    return variables, batch, key
-
-  def _batch(self, kind: str) -> Batch:
-    """The real batch (when images were given), else the Gaussian one, made once."""
-    if kind == "real" and "real" in self._batches:
-      return self._batches["real"]
-    if "gaussian" not in self._batches:
-      x, y = data_lib.gaussian_batch(self.batch_size, self.space.resolution, self.space.num_classes,
-                                     self.seed)
-      self._batches["gaussian"] = Batch(jnp.asarray(x), jnp.asarray(y))
-    return self._batches["gaussian"]
+    base = macro_net.init_variables(self.model(arch), self._inputs.init_key, image_shape)
+    variables, batch = self._inputs.cast(spec, self._inputs.initialise(base, spec.init),
+                                         self._inputs.batch(spec))
+    return variables, batch, self._inputs.key(spec)
 
   def compiled(self, arch: Arch, proxy: str, variables: dict, batch: Batch, key: jax.Array,
                device: jax.Device | None = None) -> Callable:
@@ -369,7 +329,8 @@ class MacroScorer:
     """Scores ``archs`` with every proxy; returns {proxy: float64 array in the order of archs}.
 
     Every proxy finishes every architecture before the next proxy starts (in the order given).
-    A structure listed twice is scored once per call and compiled once per scorer.
+    A structure listed twice is scored once per call and compiled once per scorer. The scores
+    stay on the devices until one fetch at the end of the call.
 
     Args:
       archs: `Arch` values or structure strings, all in the space.
@@ -380,47 +341,58 @@ class MacroScorer:
       InvalidArchError: before any scoring, for the first architecture not in the space.
     """
     archs = self.check(archs)
-    out = {}
+    distinct = list(dict.fromkeys(archs))
+    rows = {a: [] for a in distinct}
+    for i, a in enumerate(archs):
+      rows[a].append(i)
+    pending = scorer_lib.PendingScores(len(archs))
     for spec in self.specs:
-      if spec.data == "none":
-        out[spec.name] = np.array([spec.fn(self.space.costs(a)) for a in archs], np.float64)
+      if spec.kind == proxy_lib.ANALYTIC:
+        pending.add(spec.name, slice(None), scorer_lib.score_analytic(spec, self.space.costs, archs))
         if progress:
           progress(len(archs), spec.name)
         continue
-      with jax.enable_x64(spec.dtype == "float64"):
-        out[spec.name] = self._score_one_proxy(spec, archs, progress)
-    return out
-
-  def _score_one_proxy(self, spec: ProxySpec, archs: list[Arch], progress) -> np.ndarray:
-    if progress:
-      progress(0, spec.name)
-    distinct = list(dict.fromkeys(archs))
-    if len(self.devices) > 1:
-      done = self._score_on_devices(spec, distinct)
+      if progress:
+        progress(0, spec.name)
+      with scorer_lib.precision(spec):
+        done = self._score_one_proxy(spec, distinct)
+      for arch, value in done.items():
+        pending.add(spec.name, np.asarray(rows[arch]), value)
+      if progress:
+        jax.block_until_ready(pending.values(spec.name))
+        progress(len(archs), spec.name)
+    if any(spec.kind == proxy_lib.NETWORK for spec in self.specs):
+      where = {a: scorer_lib.device_name(self.devices[i % len(self.devices)])
+               for i, a in enumerate(distinct)}
+      self.last_devices = [where[a] for a in archs]
     else:
-      done = {a: self._score_arch(spec, a, None) for a in distinct}
-    if progress:
-      progress(len(archs), spec.name)
-    return np.array([done[a] for a in archs], np.float64)
+      self.last_devices = ["host"] * len(archs)
+    return pending.fetch(self.proxies)
 
-  def _score_arch(self, spec: ProxySpec, arch: Arch, device: jax.Device | None) -> float:
+  def _score_one_proxy(self, spec: ProxySpec, distinct: list[Arch]) -> dict[Arch, jax.Array]:
+    """``{arch: score on its device}``; architecture i on device i mod D."""
+    if len(self.devices) > 1:
+      return self._score_on_devices(spec, distinct)
+    device = self.devices[0] if self._placed else None
+    return {a: self._score_arch(spec, a, device) for a in distinct}
+
+  def _score_arch(self, spec: ProxySpec, arch: Arch, device: jax.Device | None) -> jax.Array:
     variables, batch, key = self.inputs(arch, spec.name)
     if device is not None:
       variables, batch, key = jax.device_put((variables, batch, key), device)
     fn = self.compiled(arch, spec.name, variables, batch, key, device)
-    return float(np.asarray(jax.block_until_ready(fn(variables, batch.images, batch.labels, key))))
+    return fn(variables, batch.images, batch.labels, key)
 
-  def _score_on_devices(self, spec: ProxySpec, archs: list[Arch]) -> dict[Arch, float]:
+  def _score_on_devices(self, spec: ProxySpec, archs: list[Arch]) -> dict[Arch, jax.Array]:
     """Architecture i on device i mod D, one thread per device: compiles and runs side by side."""
     shares = [(d, archs[i::len(self.devices)]) for i, d in enumerate(self.devices)]
 
     def work(device, share):
-      with jax.enable_x64(spec.dtype == "float64"):  # the x64 switch is per thread
+      with scorer_lib.precision(spec):  # the x64 switch is per thread
         return {a: self._score_arch(spec, a, device) for a in share}
 
-    done: dict[Arch, float] = {}
+    done: dict[Arch, jax.Array] = {}
     with concurrent.futures.ThreadPoolExecutor(len(self.devices)) as pool:
       for result in pool.map(lambda item: work(*item), shares):
         done.update(result)
     return done
-

@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from rznas_jax import data as data_lib
 from rznas_jax import macro_scoring
+from rznas_jax import scorer as scorer_lib
 from rznas_jax import proxies as proxy_lib
 from rznas_jax.proxies.maedet import maedet_score
 from rznas_jax.spaces import macro
@@ -109,8 +111,50 @@ def test_analytic_proxies_read_the_space_counters():
                                   for a in archs]
     if name == "maedet_coco":
       assert list(got["maedet"]) == [maedet_score(a) for a in archs]
-  with pytest.raises(ValueError, match="maedet.*maedet_coco"):
+  with pytest.raises(proxy_lib.ProxySpaceError, match=r"'maedet' is defined only for .* maedet "
+                     r"convention \(maedet_coco\), and the zen_cifar space uses the zen"):
     macro_scoring.MacroScorer(["maedet"], "zen_cifar")
+
+
+def test_proxies_the_space_cannot_serve_are_refused_in_one_sentence():
+  # AZ-NAS reads every block's output, which the macro networks do not report.
+  with pytest.raises(proxy_lib.ProxySpaceError) as err:
+    macro_scoring.MacroScorer(["zen", "az_trainability"], "mobilenet_imagenet")
+  message = str(err.value)
+  assert message.startswith("proxy 'az_trainability' reads every block's output, which the "
+                            "mobilenet_imagenet networks do not report")
+  assert message.endswith(".") and ". " not in message
+  assert "zen" in message and "az_" not in message.split(";")[1]  # the valid ones, AZ-NAS not among them
+  assert isinstance(err.value, ValueError)  # the launchers print a ValueError as one line
+  # The same refusal, from the registry alone, as a config check calls it.
+  with pytest.raises(proxy_lib.ProxySpaceError, match="'maedet'"):
+    proxy_lib.check_for_space(["maedet"], macro_scoring.MACRO_COSTS, "zen_cifar", convention="zen",
+                              reports_blocks=macro_scoring.REPORTS_BLOCKS)
+  proxy_lib.check_for_space(["maedet", "zen", "params"], macro_scoring.MACRO_COSTS, "maedet_coco",
+                            convention="maedet", reports_blocks=macro_scoring.REPORTS_BLOCKS)
+  assert macro_scoring.CONVENTION_ONLY_PROXIES == {"maedet": "maedet"}
+
+
+def test_scores_stay_on_device_until_one_fetch(monkeypatch):
+  scorer = tiny_scorer(["naswot", "params", "grad_norm"])
+  fetched = []
+  real_fetch = scorer_lib.PendingScores.fetch
+
+  def fetch(pending, proxies):  # what is still on a device when the call fetches
+    fetched.append([(type(v).__name__, isinstance(v, jax.Array)) for v in pending.values()])
+    return real_fetch(pending, proxies)
+
+  device_gets = []
+  real_get = jax.device_get
+  monkeypatch.setattr(scorer_lib.PendingScores, "fetch", fetch)
+  monkeypatch.setattr(jax, "device_get", lambda x: device_gets.append(1) or real_get(x))
+  got = scorer.score([SMALL, TINY, SMALL])
+  assert len(fetched) == 1 and len(device_gets) == 1
+  # naswot and grad_norm: one device array per distinct structure; params: one host array.
+  assert [on_device for _, on_device in fetched[0]] == [True, True, False, True, True]
+  assert got["naswot"][0] == got["naswot"][2] and got["params"].dtype == np.float64
+  assert scorer.last_devices == [scorer_lib.device_name(jax.local_devices()[0])] * 3
+  assert isinstance(scorer, scorer_lib.Scorer) and scorer.proxies == ("naswot", "params", "grad_norm")
 
 
 def test_overrides_rebuild_the_space():

@@ -82,3 +82,57 @@ def test_correlate_all_devices_equals_one_device(tmp_path):
   assert every["settings"]["all_devices"] is True
   for proxy in ("synflow", "params"):
     assert every[proxy] == one[proxy]
+
+
+# The devices argument, in a fresh process with 8 simulated devices: a scorer given some of them
+# scores on exactly those and says which device scored each architecture.
+DEVICES_CHECK = """
+import json
+import jax
+from rznas_jax import macro_scoring, scoring
+from rznas_jax.spaces import nb201
+
+devices = jax.devices()
+setting = scoring.NB201Setting("imagenet16-120", channels=4, cells_per_stage=1)
+archs = nb201.random_archs(11, seed=3)
+kw = dict(batch_size=8, seed=0, strategy="switch")
+single = scoring.NB201Scorer(["naswot"], setting, **kw).score(archs)["naswot"]
+four = scoring.NB201Scorer(["naswot"], setting, devices=devices[2:6], chunk_size=1, **kw)
+one = scoring.NB201Scorer(["naswot"], setting, devices=[devices[5]], **kw)
+fast = dict(batch_size=4, resolution=16, compiler_options={"xla_backend_optimization_level": 0})
+structures = macro_scoring.random_archs(macro_scoring.macro_spaces.zen_cifar(resolution=16), 3, seed=0)
+macro_single = macro_scoring.MacroScorer(["zen"], "zen_cifar", **fast).score(structures)["zen"]
+macro_two = macro_scoring.MacroScorer(["zen"], "zen_cifar", devices=devices[5:7], **fast)
+macro_one = macro_scoring.MacroScorer(["zen"], "zen_cifar", devices=[devices[3]], **fast)
+out = {"single": single.tolist(), "four": four.score(archs)["naswot"].tolist(),
+       "one": one.score(archs)["naswot"].tolist(),
+       "four_devices": [str(d.id) for d in four.devices], "four_last": four.last_devices,
+       "four_output": sorted(d.id for d in four.last_output_sharding.device_set),
+       "one_last": one.last_devices, "one_output": sorted(d.id for d in one.last_output_sharding.device_set),
+       "macro_single": macro_single.tolist(), "macro_two": macro_two.score(structures)["zen"].tolist(),
+       "macro_one": macro_one.score(structures)["zen"].tolist(),
+       "macro_two_last": macro_two.last_devices, "macro_one_last": macro_one.last_devices,
+       "macro_two_compiled_on": sorted({k[2] for k in macro_two._fns}),
+       "macro_one_compiled_on": sorted({k[2] for k in macro_one._fns})}
+print(json.dumps(out))
+"""
+
+
+def test_scorers_score_on_exactly_the_devices_given():
+  env = {**os.environ, "XLA_FLAGS": EIGHT_DEVICES, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-c", DEVICES_CHECK], env=env, capture_output=True,
+                        text=True, timeout=900, cwd=os.path.dirname(HERE))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  # NB201 on devices 2..5: a cell mesh of exactly those, one cell per device per call.
+  assert out["four_devices"] == ["2", "3", "4", "5"] and out["four_output"] == [2, 3, 4, 5]
+  assert out["four_last"] == [f"cpu:{2 + i % 4}" for i in range(11)]
+  np.testing.assert_allclose(out["four"], out["single"], rtol=1e-4, atol=1e-6)
+  # One device given: everything runs there.
+  assert out["one_output"] == [5] and out["one_last"] == ["cpu:5"] * 11
+  np.testing.assert_array_equal(out["one"], out["single"])
+  # Macro: distinct structures alternate over devices 5 and 6; one device given, all on it.
+  assert out["macro_two_last"] == ["cpu:5", "cpu:6", "cpu:5"] and out["macro_two_compiled_on"] == [5, 6]
+  assert out["macro_one_last"] == ["cpu:3"] * 3 and out["macro_one_compiled_on"] == [3]
+  for key in ("macro_two", "macro_one"):
+    np.testing.assert_allclose(out[key], out["macro_single"], rtol=1e-4, atol=1e-6, err_msg=key)
