@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import os
@@ -51,13 +52,18 @@ from rznas_jax.search import config as config_lib
 from rznas_jax.search import prompts
 from rznas_jax.search import replies
 from rznas_jax.search import run_folder
-from rznas_jax.search import spaces as spaces_lib
+from rznas_jax.spaces import base as spaces_lib
 from rznas_jax.search import state as state_lib
 
 # Where callers (search.load_state, tests, benchmarks) have long found them; run_folder owns them.
 TRIALS_FILE = run_folder.TRIALS_FILE
 SCORES_FILE = run_folder.SCORES_FILE
 load_state = run_folder.load_state
+
+
+# A folder named by this environment variable gets, from each process, the device that scored
+# each genotype (``placement_<process>.jsonl``): how a test sees that a pod uses every chip.
+PLACEMENT_LOG_ENV = "RZNAS_PLACEMENT_LOG"
 
 
 class SearchAborted(RuntimeError):
@@ -78,24 +84,16 @@ class ProxyScorer:
   'nan'/'inf' as text.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, space: spaces_lib.SearchSpace,
+  def __init__(self, config: ml_collections.ConfigDict, space: spaces_lib.Space,
                scores_path: str | None = None):
     from rznas_jax import data as data_lib  # pylint: disable=g-import-not-at-top
     images = None if config.data == "gaussian" else data_lib.load_images(config.data)
     self.components = config_lib.fitness_of(config).components
-    if isinstance(space, spaces_lib.NB201SearchSpace):
-      from rznas_jax import scoring  # pylint: disable=g-import-not-at-top
-      from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
-      setting = scoring.NB201Setting(space.dataset, space.channels, space.cells_per_stage)
-      self._scorer = scoring.NB201Scorer(list(self.components), setting, images=images,
-                                         batch_size=config.batch_size, seed=config.seed,
-                                         strategy=config.nb201.strategy)
-      self._to_arch = nb201.parse_genotype
-    else:
-      from rznas_jax import macro_scoring  # pylint: disable=g-import-not-at-top
-      self._scorer = macro_scoring.MacroScorer(list(self.components), space.space, images=images,
-                                               batch_size=config.batch_size, seed=config.seed)
-      self._to_arch = lambda g: g
+    # Every local device: a pod host scores its share on each of its chips.
+    self._scorer = space.scorer(list(self.components), images=images, batch_size=config.batch_size,
+                                seed=config.seed, devices=jax.local_devices(),
+                                **config_lib.scoring_options(config, space))
+    self._to_arch = space.parse
     self.proxy = config.proxy
     self.scores_path = scores_path
     self.compute = self.score_components  # replaced by a multi-process scorer on a pod's leader
@@ -107,6 +105,12 @@ class ProxyScorer:
   def score_components(self, genotypes: Sequence[str]) -> np.ndarray:
     """Every component's scores of ``genotypes`` on this process, (n, C); no cache, no file."""
     scores = self._scorer.score([self._to_arch(g) for g in genotypes])
+    folder = os.environ.get(PLACEMENT_LOG_ENV)
+    if folder:  # a diagnostic: which device scored each genotype, one file per process
+      lines = [json.dumps({"genotype": g, "device": d, "process": jax.process_index()}) + "\n"
+               for g, d in zip(genotypes, self._scorer.last_devices)]
+      with open(os.path.join(folder, f"placement_{jax.process_index()}.jsonl"), "a") as f:
+        f.writelines(lines)
     return np.stack([np.asarray(scores[c], np.float64) for c in self.components], axis=1)
 
   def score_uncached(self, genotypes: Sequence[str]) -> np.ndarray:
@@ -168,7 +172,7 @@ class Searcher:
   It keeps nothing that changes between steps: the failure counts are in the state.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, space: spaces_lib.SearchSpace,
+  def __init__(self, config: ml_collections.ConfigDict, space: spaces_lib.Space,
                scorer: Callable[[Sequence[str]], np.ndarray], client: Any | None):
     self.config = config
     self.space = space
@@ -295,12 +299,11 @@ def summary(config, space, state: state_lib.SearchState, wall_seconds: float,
       "iterations_done": state.iteration, "evaluations": state.evaluations,
       "invalid_reply_rate": state.invalid_reply_rate, "attempts_by_kind": state.counts(),
       "population_size": len(state.population), "wall_seconds": wall_seconds,
-      **{k: v for k, v in space.costs(best.genotype).items()},
+      **{k: float(v) for k, v in space.costs(best.genotype).items() if k in space.COST_KEYS},
   }
-  if config.space == "nb201":  # the packaged table unless config.benchmark names another
-    from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
-    table = benchmark_table(config.benchmark)
-    arch = nb201.parse_genotype(best.genotype)
+  table = benchmark_table(space, config.benchmark)
+  if table is not None:  # the space's packaged table unless config.benchmark names another
+    arch = space.parse(best.genotype)
     out["benchmark"] = table.source
     out["benchmark_index"] = table.index(arch)
     out["test_accuracy"] = {d: float(table.lookup([arch], d)[0]) for d in table.accuracy}
@@ -311,17 +314,16 @@ def summary(config, space, state: state_lib.SearchState, wall_seconds: float,
   return out
 
 
-_TABLES: dict[str, Any] = {}
+_TABLES: dict[tuple[str, str], Any] = {}
 
 
-def benchmark_table(path: str | None):
-  """The NB201 table at ``path`` (empty: the packaged NATS-Bench table), read once per process."""
-  from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
-  if not path:
-    return nb201.BenchmarkTable.packaged()
-  if path not in _TABLES:
-    _TABLES[path] = nb201.BenchmarkTable.load(path)
-  return _TABLES[path]
+def benchmark_table(space: spaces_lib.Space, path: str | None):
+  """The space's table at ``path`` (empty: its packaged table; None when it has none), read once
+  per process."""
+  key = (space.name, path or "")
+  if key not in _TABLES:
+    _TABLES[key] = space.benchmark(path or None)
+  return _TABLES[key]
 
 
 def structured_output(config: ml_collections.ConfigDict) -> str:
@@ -329,7 +331,7 @@ def structured_output(config: ml_collections.ConfigDict) -> str:
   return structured_lib.mode_of(config.get("llm") or {})
 
 
-def make_client(config: ml_collections.ConfigDict, workdir: str, space: spaces_lib.SearchSpace):
+def make_client(config: ml_collections.ConfigDict, workdir: str, space: spaces_lib.Space):
   """The run's LLM client; the offline agent is the ``offline`` backend."""
   from rznas_jax.llm import config as llm_config  # pylint: disable=g-import-not-at-top
   from rznas_jax.search import agent  # pylint: disable=g-import-not-at-top
@@ -358,8 +360,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
     # Another host of a pod: score what the leader asks for, write nothing.
     distributed.serve_scoring(ProxyScorer(config, space).score_uncached)
     return {}
-  if config.benchmark or config.space == "nb201":
-    benchmark_table(config.benchmark)  # a bad path or a missing package file fails now, not later
+  benchmark_table(space, config.benchmark)  # a bad path or a missing package file fails now
   os.makedirs(workdir, exist_ok=True)
   _check_resumable(workdir, config)
   run_folder.write_config(workdir, config)
