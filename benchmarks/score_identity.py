@@ -38,24 +38,30 @@ flags.DEFINE_list("spaces", None, "Spaces to record or check (default: every spa
                   "with --record, every space).")
 FLAGS = flags.FLAGS
 
-NB201_ONLY = ("az_expressivity", "az_expressivity_real", "az_progressivity", "az_progressivity_real",
-              "az_trainability", "az_trainability_real")
-MACRO_ONLY = ("maedet",)
-ALL = ("az_expressivity", "az_expressivity_real", "az_progressivity", "az_progressivity_real",
-       "az_trainability", "az_trainability_real", "fisher", "fisher_unweighted", "flops",
-       "grad_norm", "grad_norm_zen", "grasp", "jacov", "maedet", "naswot", "params", "snip",
-       "synflow", "synflow_zen", "te_nas", "zen", "zico")
-RUNS = {
-    "nb201": (["--space=nb201", "--archs=random:200", "--channels=8", "--cells_per_stage=1",
-               "--batch_size=16"], [p for p in ALL if p not in MACRO_ONLY]),
-    **{space: ([f"--space={space}", "--archs=random:5", "--resolution=32", "--batch_size=4"],
-               [p for p in ALL if p not in NB201_ONLY and (p != "maedet" or space == "maedet_coco")])
+ARGS = {
+    "nb201": ["--space=nb201", "--archs=random:200", "--channels=8", "--cells_per_stage=1",
+              "--batch_size=16"],
+    **{space: [f"--space={space}", "--archs=random:5", "--resolution=32", "--batch_size=4"]
        for space in ("zen_cifar", "mobilenet_imagenet", "maedet_coco")},
 }
 
 
+def runnable(space: str) -> list[str]:
+  """Every registered proxy the space can score (the space's own check decides)."""
+  from rznas_jax import proxies  # pylint: disable=g-import-not-at-top
+  from rznas_jax import spaces  # pylint: disable=g-import-not-at-top
+  out = []
+  for name in proxies.names():
+    try:
+      spaces.get(space).check_proxies([name])
+      out.append(name)
+    except proxies.base.ProxySpaceError:
+      pass
+  return out
+
+
 def score(space: str, out: str) -> None:
-  extra, proxies = RUNS[space]
+  extra, proxies = ARGS[space], runnable(space)
   command = [sys.executable, "-m", "launch.score", *extra, "--seed=0", "--data=gaussian",
              f"--proxies={','.join(proxies)}", f"--out={out}"]
   print(" ".join(command[1:]), flush=True)
@@ -74,11 +80,11 @@ def main(argv):
   del argv
   report = {}
   failed = False
-  spaces = FLAGS.spaces or [s for s in RUNS if FLAGS.record or os.path.exists(
+  spaces = FLAGS.spaces or [s for s in ARGS if FLAGS.record or os.path.exists(
       os.path.join(RECORD, f"{s}.csv"))]
   for space in spaces:
-    if space not in RUNS:
-      raise app.UsageError(f"--spaces: {space!r} is not one of {', '.join(RUNS)}.")
+    if space not in ARGS:
+      raise app.UsageError(f"--spaces: {space!r} is not one of {', '.join(ARGS)}.")
     recorded_csv = os.path.join(RECORD, f"{space}.csv")
     if FLAGS.record:
       with tempfile.TemporaryDirectory() as out:

@@ -20,6 +20,7 @@ from absl import app, flags
 
 from rznas_jax import results
 from rznas_jax import search
+from rznas_jax import spaces
 from rznas_jax.llm.base import Message, Request
 from rznas_jax.search import prompts
 
@@ -71,7 +72,7 @@ def agent_responder(agent):
 def main(argv):
   del argv
   os.environ.setdefault("OPENAI_API_KEY", "not-needed")
-  agent = search.OfflineAgent(search.NB201SearchSpace("imagenet16-120", 4, 1))
+  agent = search.OfflineAgent(spaces.get("nb201", dataset="imagenet16-120", channels=4, cells_per_stage=1))
   rows = []
   with llm_servers.OpenAIServer(responder=agent_responder(agent), delay_s=FLAGS.delay_s) as server:
     for k in map(int, FLAGS.ks):

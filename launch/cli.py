@@ -1,27 +1,24 @@
-"""What every launcher shares and that defines no flag: one-line errors, flag parsing, `run`.
+"""What every launcher shares: one-line errors, flag parsing, config overrides by flags, `run`.
 
-Bad user input ends a run with one sentence on stderr that names the bad value and what would be
-valid, and exit code 2 (`USAGE_EXIT_CODE`). Only the preparation of a run (`user_input_errors`)
-turns exceptions into such sentences; an exception while working is a bug and keeps its traceback.
+Bad user input (a `rznas_jax.errors.UserError`: a flag value, a genotype, a data or benchmark
+file, a config value) ends a run with one sentence on stderr that names the bad value and what
+would be valid, and exit code 2 (`USAGE_EXIT_CODE`). Any other exception is a bug in the library
+and keeps its traceback (exit code 1).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator, NoReturn
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from absl import app
 from absl import flags
 
-from rznas_jax import data as data_lib
-from rznas_jax.compilation_cache import enable_compilation_cache  # re-exported for launchers
-from rznas_jax.spaces import macro
-from rznas_jax.spaces import nb201
+from rznas_jax.errors import UserError
 
 FLAGS = flags.FLAGS
 USAGE_EXIT_CODE = 2
-USER_ERRORS = (nb201.GenotypeError, macro.StructureError, data_lib.DataError, ValueError, OSError)
 
 
 def fail(message: str) -> NoReturn:
@@ -59,10 +56,38 @@ def user_input_errors() -> Iterator[None]:
 
 def is_user_error(error: Exception) -> bool:
   """Whether ``error`` is bad user input (a one-line message), not a bug."""
-  if isinstance(error, USER_ERRORS):
-    return True
-  registry = sys.modules.get("rznas_jax.proxies.base")  # not imported: no proxy was looked up
-  return registry is not None and isinstance(error, registry.UnknownProxyError)
+  return isinstance(error, UserError)
+
+
+# --- config overrides: (flag, config key, absl type, help) ------------------------------------------
+
+
+def define_overrides(table: Sequence[tuple[str, str, str, str]]) -> None:
+  """Defines one flag per row, default None (not given); `apply_overrides` copies the given ones
+  into the config. Types: string, integer, float, bool, list (joined with commas)."""
+  for name, _, kind, help_text in table:
+    definer = getattr(flags, f"DEFINE_{kind}")
+    definer(name, None, help_text)
+
+
+def apply_overrides(config, table: Sequence[tuple[str, str, str, str]], section_of_space: str):
+  """A copy of ``config`` with every flag of ``table`` that was given; a given flag that belongs
+  to another space's config section (``nb201.`` or ``macro.``) is a UserError."""
+  config = config.copy_and_resolve_references()
+  for name, key, kind, _ in table:
+    value = FLAGS[name].value
+    if value is None:
+      continue
+    section = key.split(".")[0] if "." in key else None
+    if section not in (None, section_of_space(config)):
+      raise UserError(f"--{name} cannot be used with --space={config.space}; it applies to "
+                      f"the spaces whose settings are in config.{section}.")
+    node = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = ",".join(value) if kind == "list" else value
+  return config
 
 
 def run(main: Callable[[list[str]], None]) -> None:

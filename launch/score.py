@@ -1,46 +1,33 @@
 r"""Scores architectures with zero-cost proxies and writes ``scores.csv`` and ``scores.json``.
 
-  python -m launch.score --space=nb201 --proxies=synflow,naswot --archs=random:100 \
-      --data=gaussian --out=/tmp/scores
+    python -m launch.score --space=nb201 --proxies=synflow,naswot --archs=random:100 \
+        --data=gaussian --out=/tmp/scores
+    python -m launch.score --config=launch/configs/score.py --config.proxies=zico --out=/tmp/s
 
-``--archs`` is ``all``, ``random:N`` (N distinct cells drawn with ``--seed``) or a comma-separated
-list of genotypes. ``scores.csv`` has a column ``arch`` (the genotype) and one per proxy;
-``scores.json`` holds the same scores with the run's settings and timing.
+``--archs`` is ``all``, ``random:N`` (N distinct architectures drawn with ``--seed``) or a list
+of the space's genotypes (commas between NB201 cells; ';' or spaces between macro structures,
+``initial`` for the space's initial one). ``scores.csv`` has a column ``arch`` and one per proxy;
+``scores.json`` holds the same scores with the run's settings and timing. Every flag overrides
+the config key of the same meaning (`rznas_jax.score_job.default_config`).
 """
 
-import time
+from ml_collections import config_flags
 
-from absl import flags
+from launch import cli
+from launch import score_flags
 
-from launch import common
-from rznas_jax import results
-
-flags.DEFINE_string("archs", "random:100", "all, random:N or comma-separated genotypes.")
-
-flags.adopt_module_key_flags(common)  # --helpshort lists the shared flags too
-FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/score.py",
+                                          "Job config file (a get_config() Python file).")
+TABLE = score_flags.SHARED + (("archs", "archs", "string", "all, random:N or a list of genotypes."),)
+cli.define_overrides(TABLE)
 
 
 def main(argv):
   del argv
-  start = time.perf_counter()
-  with common.user_input_errors():
-    space = common.get_space(FLAGS.space)
-    archs = space.parse_archs(FLAGS.archs, FLAGS.seed)
-    images = common.load_data(FLAGS.data)
-    proxies = common.check_proxies(FLAGS.proxies)
-    out = common.prepare_out_dir(FLAGS.out)
-    common.enable_compilation_cache(FLAGS.compilation_cache_dir)
-    scored = common.proxies_to_score(proxies)  # an aggregate's components
-    scorer = space.scorer(scored, images)
-  prepare_seconds = time.perf_counter() - start  # data, network init
-  scores, timing = common.score_with_progress(scorer, scored, archs)
-  scores = common.with_aggregates(proxies, scores)  # ranked among the scored architectures
-  settings = {**common.flag_settings(common.SHARED_FLAGS + ("archs",)), "num_archs": len(archs),
-              **common.environment(scorer)}
-  timing.update(prepare_seconds=prepare_seconds, total_seconds=time.perf_counter() - start)
-  results.write_scores(out, [space.genotype(a) for a in archs], scores, settings=settings, timing=timing)
+  from rznas_jax import score_job  # pylint: disable=g-import-not-at-top
+  with cli.user_input_errors():
+    score_job.run(score_flags.config_from_flags(_CONFIG.value, TABLE))
 
 
 if __name__ == "__main__":
-  common.run(main)
+  cli.run(main)

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rznas_jax.errors import UserError
+
 # Per-channel mean/std (0..1 scale) used by xautodl and SamsungLabs/zero-cost-nas.
 MEAN = {
     "cifar10": (0.4914, 0.4822, 0.4465),
@@ -25,7 +27,7 @@ STD = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError):
   """A data file or directory that cannot be used, with a sentence saying why."""
 
 

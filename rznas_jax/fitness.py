@@ -25,13 +25,15 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from rznas_jax.errors import UserError
+
 LOG, LINEAR = "log", "linear"
 _PREFIXES = {"rank:": LOG, "rank_linear:": LINEAR}
 # Named aggregates: AZ-NAS (Lee & Ham, CVPR 2024), complexity = FLOPs.
 NAMED = {"az_nas": ("rank:az_expressivity+az_progressivity+az_trainability+flops")}
 
 
-class FitnessError(ValueError):
+class FitnessError(UserError):
   """A fitness name that names no valid fitness; the message is one sentence for the user."""
 
 

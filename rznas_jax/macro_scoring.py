@@ -7,7 +7,8 @@ compiled once per proxy. `MacroScorer` keeps those executables in a cache keyed 
 comes back, within one call or across calls, runs without tracing again. ``trace_counts`` counts
 the traces of each ``(structure string, proxy)``.
 
-What a network proxy sees (METHOD.md §5): the network of the space built with **residual links
+What a network proxy sees (as Zen-NAS's and ZiCo's search code scores it, idstcv/ZenNAS and
+SLDGroup/ZiCo; docs/scoring.md): the network of the space built with **residual links
 removed** (``no_reslink=True``), in train mode (batch-statistics BN), initialised as the proxy
 asks (``"pytorch"``: PyTorch's default init; ``"gaussian"``: Zen-NAS's N(0, 1) weights, zero
 biases), on a real batch (when images are given and the proxy wants real data) or a Gaussian
@@ -24,7 +25,7 @@ that the space cannot serve (MAE-DET outside the maedet convention) is refused b
 Invalid input is refused, not scored: `MacroScorer.score` validates every architecture against
 its space first and raises `InvalidArchError` (a ValueError) naming the first bad one and every
 reason, before any compilation. A search loop validates children before scoring them anyway
-(METHOD.md §3.3), so a NaN standing for "invalid" would only hide a bug.
+(docs/search.md, Reply parsing), so a NaN standing for "invalid" would only hide a bug.
 
 The persistent compilation cache is the caller's switch (``rznas_jax.compilation_cache.enable_compilation_cache``
 in the launchers): it is process-wide JAX configuration, which a library object should not set.
@@ -52,6 +53,7 @@ from rznas_jax.scorer import NORMALIZATIONS  # pylint: disable=unused-import
 from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_net
 from rznas_jax.spaces import macro_spaces
+from rznas_jax.spaces.base import SpaceError
 from rznas_jax.spaces.macro import Arch
 from rznas_jax.spaces.macro_spaces import MacroSpace
 
@@ -142,7 +144,7 @@ def random_archs(space: MacroSpace, num_archs: int, seed: int, *, num_replaces: 
     if tries >= max_tries_per_arch * num_archs:
       note = ("" if space.is_valid(space.initial_arch) else
               f" The initial structure itself is not valid: {' '.join(space.validate(space.initial_arch))}")
-      raise ValueError(f"found only {len(found)} of {num_archs} distinct valid {space.name} "
+      raise SpaceError(f"found only {len(found)} of {num_archs} distinct valid {space.name} "
                        f"architectures in {tries} random mutations; loosen the budget or the "
                        f"layer limit, or ask for fewer.{note}")
     tries += 1
@@ -156,10 +158,8 @@ def random_archs(space: MacroSpace, num_archs: int, seed: int, *, num_replaces: 
 
 
 def default_normalization(space: MacroSpace) -> str:
-  """The normalisation of real images for ``space``: CIFAR-10/100 for zen_cifar, else ImageNet."""
-  if space.name == "zen_cifar":
-    return "cifar10" if space.num_classes == 10 else "cifar100"
-  return "imagenet"
+  """The normalisation of real images for ``space``: its own (`MacroSpace.normalization`)."""
+  return space.normalization
 
 
 def real_batch(images: data_lib.ImageSet, batch_size: int, seed: int, resolution: int,
@@ -232,7 +232,7 @@ class MacroScorer:
     for name, value in overrides.items():
       if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value}.")
-    self.space = dataclasses.replace(space, **overrides) if overrides else space
+    self.space = space.configure(**overrides) if overrides else space
     self.proxies = tuple(proxies)
     self.specs = [proxy_lib.get(p) for p in self.proxies]
     proxy_lib.check_for_space(self.proxies, MACRO_COSTS, self.space.name,

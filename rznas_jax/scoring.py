@@ -6,7 +6,7 @@ Strategies (``strategy=``):
   last chunk is padded), so every chunk reuses one executable. The fast path on accelerators.
 * ``"switch"``: the ``lax.switch`` network (``spaces/nb201_switch.py``) that computes only each
   edge's chosen op, one cell per call of one jitted function. The fast path on a CPU, where the
-  masked network pays for all five ops on every edge (``notes/xla-cpu-scoring.md``).
+  masked network pays for all five ops on every edge (docs/scoring.md, XLA:CPU).
 * ``"masked"``: the masked network, one cell per call, no vmap.
 * ``"auto"`` (default): ``switch`` on a CPU backend, ``masked_vmap`` elsewhere.
 

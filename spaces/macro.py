@@ -2,8 +2,8 @@
 
 A macro architecture is a string of super-blocks, ``Name(args)`` written back to back, e.g.
 ``SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,1,8,1)...SuperConvK1BNRELU(64,128,1,1)``, followed
-implicitly by global average pooling and a linear classifier (Zen-NAS ``Masternet.py``;
-METHOD.md §4.1). The block families and what one sub-layer expands to:
+implicitly by global average pooling and a linear classifier (idstcv/ZenNAS ``Masternet.py`` and
+``PlainNet/``). The block families and what one sub-layer expands to:
 
 * ``SuperConvK{1,3,5,7}BNRELU(in,out,stride,sub_layers)``: ``Conv k×k, BN, ReLU``.
 * ``SuperResK{3,5,7}K{3,5,7}(in,out,stride,btn,sub_layers)``: ``[Conv k(->btn, s), BN, ReLU,
@@ -36,11 +36,13 @@ import dataclasses
 import re
 from typing import Iterator
 
+from rznas_jax.errors import UserError
+
 FAMILIES = ("conv", "kxkx", "k1kxk1", "idw")
 CONVENTIONS = ("zen", "maedet")
 
 
-class StructureError(ValueError):
+class StructureError(UserError):
   """A structure string that does not follow the block grammar.
 
   Attributes:

@@ -17,12 +17,15 @@ Budgets are checked with the networks' shortcut projections included, as Zen-NAS
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import inspect
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_mutation
+from rznas_jax.spaces import reply_format
+from rznas_jax.spaces.base import Operation, SpaceError, source_of
 from rznas_jax.spaces.macro import Arch
 
 CIFAR_INITIAL = ("SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,1,8,1)SuperResK3K3(16,32,2,16,1)"
@@ -80,6 +83,12 @@ class MacroSpace:
     num_stages: exact number of stages required (MAE-DET's score has one weight per stage).
     min_channels, max_channels, channel_multiple: width constraints on out and bottleneck.
     input_channels: what the first block must take (RGB).
+    configured: the settings `configure` was given, kept so that a later `configure` adds to them.
+    normalization: the per-channel statistics real images are normalised with when proxies read
+      them (``rznas_jax.scorer.NORMALIZATIONS``): CIFAR's for zen_cifar, ImageNet's elsewhere.
+    initial_mutations: at most this many random mutations of the initial structure make each
+      member of the search's initial population (Zen-NAS starts from random mutations of the
+      initial structure under the budget).
   """
 
   name: str
@@ -98,6 +107,16 @@ class MacroSpace:
   max_channels: int = 2048
   channel_multiple: int = 8
   input_channels: int = 3
+  initial_mutations: int = 8
+  normalization: str = "imagenet"
+  configured: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), compare=False)
+
+  size = None  # not enumerable
+  SETTINGS = ("resolution", "num_classes", "budget_flops", "budget_params", "max_layers")
+  SCORING_OPTIONS = ("scan", "dataset")
+  NETWORK_OPTIONS = ("no_reslink", "use_se")
+  CONFIG_SECTION = "macro"
+  COST_KEYS = ("params", "flops", "layers")
 
   @property
   def initial_arch(self) -> Arch:
@@ -111,7 +130,7 @@ class MacroSpace:
     """Every reason ``arch_or_string`` is not a member of this space; empty when it is valid.
 
     Each reason is one sentence that names the bad value and what would be valid, meant to go
-    back to the LLM (METHOD.md §3.3). Never raises for a string.
+    back to the LLM (docs/search.md, Reply parsing). Never raises for a string.
     """
     if isinstance(arch_or_string, Arch):
       arch = arch_or_string
@@ -260,6 +279,230 @@ class MacroSpace:
     return "\n".join(lines)
 
 
+  def family_text(self, name: str) -> str:
+    """The sentence that describes block ``name``'s family (as `description` lists it)."""
+    fam = macro.BLOCK_TYPES[name].family
+    return _BLOCK_TEXT["k1kxk1_maedet" if fam == "k1kxk1" and self.convention == "maedet" else fam]
+
+  # --- the `Space` protocol (spaces/base.py) -----------------------------------------------------
+
+  def configure(self, **settings: Any) -> "MacroSpace":
+    """This space rebuilt with ``settings`` (`SETTINGS`; None keeps the space's own value).
+
+    The budgets go to the space's factory when it takes them (``zen_cifar(params=...)``,
+    ``mobilenet_imagenet(flops=...)``), since the factory derives the layer limit from its
+    budget; a budget the factory does not take (a FLOPs budget on zen_cifar) is set on the space.
+    """
+    given = {**dict(self.configured), **{k: v for k, v in settings.items() if v is not None}}
+    if not given or given == dict(self.configured):
+      return self
+    factory = SPACES[self.name]
+    accepted = inspect.signature(factory).parameters
+    kwargs = {k: given[k] for k in ("resolution", "num_classes", "max_layers") if k in given}
+    later = {}
+    for field, kwarg in (("budget_params", "params"), ("budget_flops", "flops")):
+      if field in given:
+        if kwarg in accepted:
+          kwargs[kwarg] = given[field]
+        else:
+          later[field] = given[field]
+    for k, v in kwargs.items():
+      if v is not None and v <= 0:
+        raise SpaceError(f"{k} is {v} for the {self.name} space; it must be positive.")
+    return dataclasses.replace(factory(**kwargs), **later, configured=tuple(sorted(given.items())))
+
+  def canonical(self, arch: Arch) -> str:
+    return arch.structure
+
+  def check(self, genotype: str) -> tuple[str | None, list[str]]:
+    reasons = self.validate(genotype)
+    if reasons:
+      return None, reasons
+    return macro.format_structure(macro.parse_structure(genotype)), []
+
+  def archs(self, spec: str, seed: int) -> list[Arch]:
+    """``random:N``, ``initial`` or structure strings separated by ';' or whitespace.
+
+    ``random:N``: N distinct valid architectures from a random walk of the space's mutation from
+    its initial structure, seeded by ``seed``. ``initial`` (also inside a list): the space's
+    initial structure. Every architecture is validated: SpaceError naming the first bad one and
+    its reasons.
+    """
+    text = spec.strip()
+    if text.startswith("random:"):
+      count = text[len("random:"):].strip()
+      if not count.isdigit() or int(count) < 1:
+        raise SpaceError(f"{spec!r} needs a positive count after 'random:', e.g. random:100; the "
+                         f"{self.name} space cannot be enumerated.")
+      from rznas_jax import macro_scoring  # pylint: disable=g-import-not-at-top  (imports JAX)
+      return macro_scoring.random_archs(self, int(count), seed)
+    items = [self.initial if item == "initial" else item for item in split_structures(text)]
+    if not items:
+      raise SpaceError(f"{spec!r} is empty; give 'initial', 'random:N' or structure strings "
+                       f"separated by ';', e.g. {self.initial}.")
+    archs = []
+    for i, item in enumerate(items):
+      where = f"structure {i + 1} of {len(items)}" if len(items) > 1 else "structure"
+      shown = item if len(item) <= 300 else item[:300] + "..."
+      try:
+        arch = self.parse(item)
+      except macro.StructureError as e:
+        raise SpaceError(f"{where} {shown!r} is malformed: {' '.join(e.reasons)}") from None
+      reasons = self.validate(arch)
+      if reasons:
+        raise SpaceError(f"{where} {shown!r} is not in the {self.name} space: {' '.join(reasons)}")
+      archs.append(arch)
+    return archs
+
+  def random_population(self, n: int, rng: np.random.Generator, max_tries: int = 200) -> list[str]:
+    """``n`` distinct valid structures, each a chain of random mutations of the initial one."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for _ in range(n * max_tries):
+      if len(out) == n:
+        return out
+      current = self.initial
+      for _ in range(int(rng.integers(1, self.initial_mutations + 1))):
+        child = self.random_mutation(current, rng)
+        if not self.validate(child):
+          current = child
+      if current not in seen:
+        seen.add(current)
+        out.append(current)
+    raise SpaceError(f"found only {len(out)} distinct valid structures of {self.name} for a "
+                     f"population of {n}; lower search.population or loosen the budget.")
+
+  def random_mutation(self, genotype: str, rng: np.random.Generator) -> str:
+    """Zen-NAS's mutation (one block position; the child may break the budget: check it)."""
+    return macro.format_structure(self.mutate(genotype, rng, num_replaces=1))
+
+  def edits(self, parent: str, child: str) -> list[str]:
+    """Kinds of change, block by block: ``A->B`` (block type), ``wider``/``narrower`` (out
+    channels), ``deeper``/``shallower`` (sub-layers), ``stride``, plus ``more_blocks`` or
+    ``fewer_blocks``."""
+    a = macro.parse_structure(parent).blocks
+    b = macro.parse_structure(child).blocks
+    out: list[str] = []
+    for x, y in zip(a, b):
+      if x.name != y.name:
+        out.append(f"{x.name}->{y.name}")
+      if y.out_channels != x.out_channels:
+        out.append("wider" if y.out_channels > x.out_channels else "narrower")
+      if y.sub_layers != x.sub_layers:
+        out.append("deeper" if y.sub_layers > x.sub_layers else "shallower")
+      if y.stride != x.stride:
+        out.append("stride")
+    if len(a) != len(b):
+      out.append("more_blocks" if len(b) > len(a) else "fewer_blocks")
+    return out
+
+  def neighbours(self, genotype: str) -> list[str]:
+    """[]: a macro structure's one-edit changes (widths, depths, block types) are too many to list."""
+    del genotype
+    return []
+
+  def operations(self) -> list[Operation]:
+    from rznas_jax.spaces import macro_net  # pylint: disable=g-import-not-at-top  (Flax)
+    code = "\n\n".join([source_of(macro_net.Unit), source_of(macro_net.SuperBlock)])
+    return [Operation(name, self.family_text(name), code) for name in self.allowed_blocks]
+
+  def rules(self) -> str:
+    return self.description()
+
+  def construction_code(self) -> str:
+    from rznas_jax.spaces import macro_net  # pylint: disable=g-import-not-at-top
+    return "\n\n".join([source_of(macro_net.sub_layer_specs), source_of(macro_net.MacroNetwork)])
+
+  def example(self) -> tuple[str, str, str]:
+    parent = self.initial
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+      child = self.random_mutation(parent, rng)
+      if child != parent and not self.validate(child):
+        edits = ", ".join(self.edits(parent, child)) or "a parameter change"
+        return (parent, child, f"The change ({edits}) keeps every block chained and stays within "
+                "the layer and budget limits, and it gives the network more capacity where the "
+                "parent was thin.")
+    return parent, parent, "No valid change was found."
+
+  def reply_expression(self):
+    return reply_format.macro_genotype(self)
+
+  def arch_pattern(self) -> str:
+    return reply_format.arch_pattern(self)
+
+  def reply_schema(self) -> dict:
+    return reply_format.reply_schema(self)
+
+  def reply_grammar(self) -> str:
+    return reply_format.reply_grammar(self)
+
+  def network(self, arch: Arch | str, *, num_classes: int | None = None,
+              image_shape: tuple[int, int, int] | None = None, no_reslink: bool = False,
+              use_se: bool = False):
+    """``(module, init)``: the network of ``arch`` as it is trained (Zen-NAS shortcuts unless
+    ``no_reslink``) and ``init(key)``, its PyTorch-default variables for ``image_shape``."""
+    from rznas_jax.spaces import macro_net  # pylint: disable=g-import-not-at-top
+    space = self.configure(num_classes=num_classes)
+    module = space.model(arch, no_reslink=no_reslink, use_se=use_se)
+    shape = image_shape or (self.resolution, self.resolution, 3)
+    return module, lambda key: macro_net.init_variables(module, key, shape)
+
+  def check_proxies(self, names: Sequence[str]) -> None:
+    from rznas_jax import macro_scoring  # pylint: disable=g-import-not-at-top
+    from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
+    proxy_lib.check_for_space(names, tuple(self.costs(self.initial)), self.name,
+                              convention=self.convention,
+                              reports_blocks=macro_scoring.REPORTS_BLOCKS)
+
+  def scorer(self, proxies: Sequence[str], *, images=None, batch_size: int = 64, seed: int = 0,
+             devices: Sequence[Any] | None = None, scan: bool = False, dataset: str | None = None):
+    """A `MacroScorer`; ``dataset`` names the normalisation of real images (default: the
+    space's, CIFAR for zen_cifar, else ImageNet); several ``devices`` score side by side."""
+    from rznas_jax import macro_scoring  # pylint: disable=g-import-not-at-top
+    if dataset is not None and dataset not in macro_scoring.NORMALIZATIONS:
+      raise SpaceError(f"dataset {dataset!r} is not a normalisation of real images for the "
+                       f"{self.name} space; valid: {', '.join(macro_scoring.NORMALIZATIONS)}.")
+    self.check_proxies(proxies)
+    return macro_scoring.MacroScorer(proxies, self, images=images, batch_size=batch_size, seed=seed,
+                                     scan=scan, normalization=dataset,
+                                     devices=list(devices) if devices is not None else None)
+
+  def benchmark(self, path: str | None = None):
+    """None: no table of trained accuracies exists for this space (a ``path`` is an error)."""
+    if path:
+      raise SpaceError(f"the {self.name} space has no benchmark table (its accuracies need "
+                       f"training), so benchmark {path!r} cannot be used with it.")
+    return None
+
+  def draw(self, genotype: str, path: str, title: str | None = None) -> None:
+    from rznas_jax.report import drawing  # pylint: disable=g-import-not-at-top  (matplotlib)
+    drawing.macro_blocks(genotype, path, title=title)
+
+
+def split_structures(spec: str) -> list[str]:
+  """Splits a list of structures into items at ';' and whitespace outside parentheses.
+
+  Commas separate a block's arguments, so they cannot separate architectures; whitespace inside
+  ``Name(3, 8, 1, 1)`` stays with its block.
+  """
+  items, current, depth = [], [], 0
+  for ch in spec:
+    if ch == "(":
+      depth += 1
+    elif ch == ")":
+      depth = max(0, depth - 1)
+    if depth == 0 and (ch == ";" or ch.isspace()):
+      if current:
+        items.append("".join(current))
+      current = []
+    else:
+      current.append(ch)
+  if current:
+    items.append("".join(current))
+  return items
+
+
 def _human(x: float) -> str:
   """``1.23M`` / ``450M`` / ``18.8G`` with three significant digits."""
   for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
@@ -275,7 +518,8 @@ def zen_cifar(params: float = 1e6, max_layers: int | None = None, num_classes: i
     max_layers = 18 if params <= 1e6 else 20
   return MacroSpace("zen_cifar", CONV_BLOCKS + KXKX_BLOCKS + K1KXK1_BLOCKS, resolution, num_classes,
                     max_layers, budget_params=params, budget_flops=None, initial=CIFAR_INITIAL,
-                    mutation=macro_mutation.XXBL)
+                    mutation=macro_mutation.XXBL,
+                    normalization="cifar10" if num_classes == 10 else "cifar100")
 
 
 def mobilenet_imagenet(flops: float = 450e6, max_layers: int | None = None,

@@ -16,6 +16,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from rznas_jax.errors import UserError
+
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_OPS = len(OPS)
 NUM_EDGES = 6
@@ -26,7 +28,7 @@ EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3
 _TOKEN = re.compile(r"^([A-Za-z0-9_]+)~(\d+)$")
 
 
-class GenotypeError(ValueError):
+class GenotypeError(UserError):
   """A genotype string that is not a valid NAS-Bench-201 cell."""
 
 
@@ -176,6 +178,10 @@ PACKAGED_TABLE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "
                                    "nb201_accuracy.npz")
 
 
+class TableError(UserError):
+  """A benchmark table file that cannot be used: missing, without the needed columns, a bad row."""
+
+
 class BenchmarkTable:
   """A NAS-Bench-201 accuracy table: every cell's official index and test accuracies.
 
@@ -209,7 +215,7 @@ class BenchmarkTable:
   @classmethod
   def load(cls, path: str | os.PathLike) -> "BenchmarkTable":
     if not os.path.isfile(path):
-      raise FileNotFoundError(
+      raise TableError(
           f"benchmark table {str(path)!r} does not exist; give the path to a nats_bench.csv-format "
           "table (columns ArchitectureString, CIFAR10TestAccuracy200Epochs, ...).")
     with open(path, newline="") as f:
@@ -217,12 +223,12 @@ class BenchmarkTable:
     needed = ["ArchitectureString", *cls.DATASET_COLUMNS.values()]
     missing = [c for c in needed if not rows or c not in rows[0]]
     if missing:
-      raise ValueError(f"benchmark table {str(path)!r} lacks the column(s) {', '.join(missing)}.")
+      raise TableError(f"benchmark table {str(path)!r} lacks the column(s) {', '.join(missing)}.")
     try:
       archs = [parse_genotype(r["ArchitectureString"]) for r in rows]
       acc = {name: np.array([float(r[col]) for r in rows]) for name, col in cls.DATASET_COLUMNS.items()}
     except (GenotypeError, ValueError) as e:
-      raise ValueError(f"benchmark table {str(path)!r} has a bad row: {e}") from None
+      raise TableError(f"benchmark table {str(path)!r} has a bad row: {e}") from None
     unique = [r["UniqueString"] for r in rows] if "UniqueString" in rows[0] else None
     return cls(archs, acc, unique, source=str(path))
 
@@ -274,6 +280,15 @@ class BenchmarkTable:
       return self._index[arch]
     except KeyError:
       raise KeyError(f"cell {arch} is not in the benchmark table.") from None
+
+  def check_covers(self, archs: Sequence[Arch]) -> None:
+    """GenotypeError naming the first of ``archs`` the table lacks (a partial table)."""
+    known = set(self.archs)
+    missing = [a for a in archs if a not in known]
+    if missing:
+      raise GenotypeError(f"benchmark table {self.source!r} lacks {len(missing)} of the "
+                          f"{len(archs)} architectures, e.g. {missing[0].genotype}; give a table "
+                          f"of all {NUM_ARCHS} NAS-Bench-201 architectures.")
 
   def arch(self, index: int) -> Arch:
     return self.archs[index]

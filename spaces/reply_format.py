@@ -46,8 +46,8 @@ References:
     schemas: ``pattern``; ``additionalProperties: false``; all fields required).
 
 Example:
-  >>> from rznas_jax.search import spaces
-  >>> print(arch_pattern(spaces.make_space("nb201")).split(")")[0] + ")")
+  >>> from rznas_jax import spaces
+  >>> print(arch_pattern(spaces.get("nb201")).split(")")[0] + ")")
   ^\\|(none|skip_connect|nor_conv_1x1|nor_conv_3x3|avg_pool_3x3)
 """
 
@@ -59,13 +59,13 @@ import string
 from typing import TYPE_CHECKING, Union
 
 from rznas_jax.spaces import macro
-from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces import nb201
 
 if TYPE_CHECKING:
-  from rznas_jax.search import spaces as spaces_types
+  from rznas_jax.spaces import base
+  from rznas_jax.spaces import macro_spaces
 
-  AnySpace = Union[spaces_types.SearchSpace, macro_spaces.MacroSpace]
+  AnySpace = base.Space
 
 REPLY_KEY = "arch"
 """The key of the genotype in a mutation reply (`rznas_jax.search.replies.parse_mutation_reply`)."""
@@ -261,7 +261,7 @@ def _positive_integers(high: int) -> _Expr:
   return _alt(alternatives)
 
 
-def _nb201_genotype() -> _Expr:
+def nb201_genotype() -> _Expr:
   """``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` with ``op`` any of `nb201.OPS` (`nb201.
   format_genotype`): node j reads nodes 0..j-1, nodes joined by ``+``."""
   nodes = next(n for n in range(2, nb201.NUM_EDGES + 2) if n * (n - 1) // 2 == nb201.NUM_EDGES)
@@ -299,7 +299,7 @@ def _macro_blocks(space: macro_spaces.MacroSpace, names: list[str], rule: str) -
   return _Rule(rule, _alt(alternatives))
 
 
-def _macro_genotype(space: macro_spaces.MacroSpace) -> _Expr:
+def macro_genotype(space) -> _Expr:
   """Blocks back to back (`macro.format_structure`), 1 to ``max_layers`` of them."""
   unknown = [n for n in space.allowed_blocks if n not in macro.BLOCK_TYPES]
   if unknown:
@@ -316,18 +316,9 @@ def _macro_genotype(space: macro_spaces.MacroSpace) -> _Expr:
                                            max_blocks - 1)))
 
 
-def _genotype(space: AnySpace) -> _Expr:
-  """The genotype expression of a search space (`rznas_jax.search.spaces`) or a `MacroSpace`."""
-  from rznas_jax.search import spaces as spaces_lib  # spaces.py calls in here: import late
-  if isinstance(space, spaces_lib.MacroSearchSpace):
-    space = space.space
-  if isinstance(space, macro_spaces.MacroSpace):
-    expr = _macro_genotype(space)
-  elif isinstance(space, spaces_lib.NB201SearchSpace):
-    expr = _nb201_genotype()
-  else:
-    raise TypeError(f"no reply format for {space!r}; give an NB201SearchSpace, a "
-                    "MacroSearchSpace or a macro_spaces.MacroSpace.")
+def _genotype(space) -> _Expr:
+  """The genotype expression of a `Space` (its `reply_expression`), checked to be JSON-safe."""
+  expr = space.reply_expression()
   _check_json_safe(expr)
   return expr
 
@@ -339,21 +330,19 @@ def arch_pattern(space: AnySpace) -> str:
   """An anchored regex (``^...$``) of the genotypes a reply's ``arch`` may hold in ``space``.
 
   Args:
-    space: an `NB201SearchSpace`, a `MacroSearchSpace` or a `macro_spaces.MacroSpace`.
+    space: a `Space` (`rznas_jax.spaces.base`); its `reply_expression` is the genotype
+      language.
 
   Returns:
     The pattern, in the subset JSON Schema, OpenAI strict mode, llama.cpp and Python's `re` all
     read (see the module docstring). NAS-Bench-201: exactly the 15,625 canonical cells. Macro:
     the canonical block syntax with the space's blocks and bounds; budgets are not in it.
 
-  Raises:
-    TypeError: for a space of another kind.
-
   Example:
     >>> import re
-    >>> from rznas_jax.search import spaces
-    >>> space = spaces.make_space("zen_cifar")
-    >>> bool(re.fullmatch(arch_pattern(space), space.space.initial))
+    >>> from rznas_jax import spaces
+    >>> space = spaces.get("zen_cifar")
+    >>> bool(re.fullmatch(arch_pattern(space), space.initial))
     True
   """
   return "^" + _regex(_genotype(space), "seq") + "$"  # "seq": a top-level | needs a group
@@ -372,8 +361,8 @@ def reply_schema(space: AnySpace) -> dict:
     A fresh dict (callers may change it).
 
   Example:
-    >>> from rznas_jax.search import spaces
-    >>> reply_schema(spaces.make_space("nb201"))["required"]
+    >>> from rznas_jax import spaces
+    >>> reply_schema(spaces.get("nb201"))["required"]
     ['arch']
   """
   return {
@@ -398,8 +387,8 @@ def reply_grammar(space: AnySpace) -> str:
     The grammar text, one ``name ::= ...`` rule a line, ``root`` first.
 
   Example:
-    >>> from rznas_jax.search import spaces
-    >>> reply_grammar(spaces.make_space("nb201")).splitlines()[0]
+    >>> from rznas_jax import spaces
+    >>> reply_grammar(spaces.get("nb201")).splitlines()[0]
     'root ::= "{" ws "\\\\"arch\\\\"" ws ":" ws "\\\\"" arch "\\\\"" ws "}"'
   """
   genotype = _genotype(space)

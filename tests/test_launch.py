@@ -17,6 +17,9 @@ import pytest
 from conftest import CIFAR_NPZ, NATS_CSV, SHARED_DATA, need
 from rznas_jax import correlation
 from rznas_jax import results
+from rznas_jax import score_job
+from rznas_jax import spaces
+from rznas_jax.errors import UserError
 from rznas_jax.spaces import nb201
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,21 +248,21 @@ def test_bad_input_gets_one_sentence_and_exit_code_2(bad_input_runs, case, expec
 
 
 def test_archs_spec_forms():
-  from launch import common  # pylint: disable=g-import-not-at-top  (defines the launcher flags)
-  space = common.get_space("nb201")
+  space = spaces.get("nb201")
   every_code = list(range(nb201.NUM_ARCHS))
-  assert space.parse_archs("random:7", seed=5) == nb201.random_archs(7, seed=5)
-  assert [a.code for a in space.parse_archs("all", seed=0)] == every_code
-  assert space.parse_archs(f"{GOOD},{GENOTYPES[1]},", seed=0) == [nb201.parse_genotype(GOOD),
-                                                                   nb201.parse_genotype(GENOTYPES[1])]
-  assert [a.code for a in space.sample("all", seed=1)] == every_code
-  assert space.sample("9", seed=1) == nb201.random_archs(9, seed=1)
+  assert space.archs("random:7", seed=5) == nb201.random_archs(7, seed=5)
+  assert [a.code for a in space.archs("all", seed=0)] == every_code
+  assert space.archs(f"{GOOD},{GENOTYPES[1]},", seed=0) == [nb201.parse_genotype(GOOD),
+                                                            nb201.parse_genotype(GENOTYPES[1])]
+  assert [a.code for a in score_job.sample(space, "all", seed=1)] == every_code
+  assert [a.code for a in score_job.sample(space, "0", seed=1)] == every_code
+  assert score_job.sample(space, "9", seed=1) == nb201.random_archs(9, seed=1)
   for bad in ("random:0", "random:15626", "random:-1", "", "some"):
-    with pytest.raises(ValueError, match="--archs"):
-      space.parse_archs(bad, seed=0)
+    with pytest.raises(spaces.SpaceError, match="random:N|random:100"):
+      space.archs(bad, seed=0)
   for bad in ("-3", "15626", "lots"):
-    with pytest.raises(ValueError, match="--num_archs"):
-      space.sample(bad, seed=0)
+    with pytest.raises(UserError, match="--num_archs"):
+      score_job.sample(space, bad, seed=0)
 
 
 def test_scores_files_round_trip_non_finite_values(tmp_path):

@@ -20,6 +20,8 @@ from rznas_jax import data as data_lib
 from rznas_jax import macro_scoring
 from rznas_jax import scorer as scorer_lib
 from rznas_jax import proxies as proxy_lib
+from rznas_jax import score_job
+from rznas_jax import spaces
 from rznas_jax.proxies.maedet import maedet_score
 from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_spaces
@@ -309,16 +311,14 @@ def test_bad_input_gets_one_line_and_exit_code_2(launcher_runs, case, expected):
 
 
 def test_archs_spec_forms_in_process():
-  from launch import common  # pylint: disable=g-import-not-at-top  (defines the launcher flags)
-  assert common.split_structures(" A(1, 2)B(3);C(4)\tD(5) ;; ") == ["A(1, 2)B(3)", "C(4)", "D(5)"]
-  launcher = common.get_space("zen_cifar")
-  space = launcher.space()
+  assert macro_spaces.split_structures(" A(1, 2)B(3);C(4)\tD(5) ;; ") == ["A(1, 2)B(3)", "C(4)", "D(5)"]
+  space = spaces.get("zen_cifar")
   assert space == macro_spaces.zen_cifar()
-  assert launcher.parse_archs(f"initial;{TINY}", seed=0) == [space.initial_arch, macro.Arch.parse(TINY)]
-  assert launcher.parse_archs("random:3", seed=2) == macro_scoring.random_archs(space, 3, seed=2)
-  assert launcher.sample("3", seed=2) == macro_scoring.random_archs(space, 3, seed=2)
+  assert space.archs(f"initial;{TINY}", seed=0) == [space.initial_arch, macro.Arch.parse(TINY)]
+  assert space.archs("random:3", seed=2) == macro_scoring.random_archs(space, 3, seed=2)
+  assert score_job.sample(space, "3", seed=2) == macro_scoring.random_archs(space, 3, seed=2)
   for bad in ("", " ; ", "random:x", "random:-1"):
-    with pytest.raises(ValueError, match="--archs"):
-      launcher.parse_archs(bad, seed=0)
-  with pytest.raises(ValueError, match="no benchmark table"):
-    launcher.load_benchmark("table.csv")
+    with pytest.raises(spaces.SpaceError, match="random:|empty"):
+      space.archs(bad, seed=0)
+  with pytest.raises(spaces.SpaceError, match="no benchmark table"):
+    space.benchmark("table.csv")

@@ -1,4 +1,4 @@
-"""Reply formats (`rznas_jax.search.reply_format`): the regex, the JSON schema and the GBNF grammar.
+"""Reply formats (`rznas_jax.spaces.reply_format`): the regex, the JSON schema and the GBNF grammar.
 
 The grammar is checked with a small GBNF reader written here from llama.cpp's grammar README
 (https://github.com/ggml-org/llama.cpp/blob/master/grammars/README.md), not with the module's
@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from rznas_jax.search import replies
-from rznas_jax.search import spaces
+from rznas_jax import spaces
 from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces import nb201
 
-MACRO_NAMES = [n for n in spaces.SPACE_NAMES if n != "nb201"]
+MACRO_NAMES = [n for n in spaces.names() if n != "nb201"]
 # The widest channel count `MacroSpace.validate` accepts (out and bottleneck; in is chained).
 MAX_CHANNELS = 2048
 
@@ -247,7 +247,7 @@ def test_gbnf_reader_on_a_hand_written_grammar():
 
 
 def _space(name):
-  return spaces.make_space(name)
+  return spaces.get(name)
 
 
 def _forms(space):
@@ -263,7 +263,7 @@ def _reply(arch: str, spaced: bool = True) -> str:
 # --- every space: shapes and the regex subset ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", spaces.SPACE_NAMES)
+@pytest.mark.parametrize("name", spaces.names())
 def test_schema_is_strict_shape_with_the_pattern(name):
   space = _space(name)
   pattern = space.arch_pattern()
@@ -277,7 +277,7 @@ def test_schema_is_strict_shape_with_the_pattern(name):
   re.compile(pattern)
 
 
-@pytest.mark.parametrize("name", spaces.SPACE_NAMES)
+@pytest.mark.parametrize("name", spaces.names())
 def test_pattern_stays_in_the_portable_regex_subset(name):
   pattern = _space(name).arch_pattern()
   assert pattern.startswith("^") and pattern.endswith("$")
@@ -293,7 +293,7 @@ def test_pattern_stays_in_the_portable_regex_subset(name):
     assert before.endswith("]") or (before.endswith(")") and not before.endswith("\\)")), m
 
 
-@pytest.mark.parametrize("name", spaces.SPACE_NAMES)
+@pytest.mark.parametrize("name", spaces.names())
 def test_grammar_whitespace_is_one_optional_space(name):
   space = _space(name)
   _, reply_re, grammar = _forms(space)
@@ -411,9 +411,9 @@ def test_nb201_grammar_samples_are_cells_and_ok_replies():
 
 def _valid_structures(space, rng) -> list[str]:
   """The initial structure, a random population and accepted chains of random mutations."""
-  out = [space.space.initial] + space.random_population(50, rng)
+  out = [space.initial] + space.random_population(50, rng)
   for _ in range(4):
-    current = space.space.initial
+    current = space.initial
     for _ in range(40):
       child = space.random_mutation(current, rng)
       genotype, _ = space.check(child)
@@ -439,7 +439,7 @@ def test_macro_forms_admit_valid_structures(name):
 
 def _spec_structure(space, rng: random.Random, extreme: bool = False) -> str:
   """A structure inside the regex's bounds, written with `macro.Block` (budgets ignored)."""
-  ms = space.space
+  ms = space
   n = rng.choice([1, ms.max_layers]) if extreme else rng.randint(1, ms.max_layers)
   blocks = []
   for i in range(n):
@@ -467,7 +467,7 @@ def test_macro_forms_admit_the_block_syntax_within_bounds(name):
 @pytest.mark.parametrize("name", MACRO_NAMES)
 def test_channel_bound_is_the_validators(name):
   """MAX_CHANNELS is the widest out/bottleneck width `MacroSpace.validate` lets through."""
-  ms = _space(name).space
+  ms = _space(name)
   blocks = list(macro.parse_structure(ms.initial).blocks)
 
   def width_reasons(width: int) -> list[str]:
@@ -484,7 +484,7 @@ def test_macro_number_ranges_are_exact(name):
   stride exactly 1 or 2, all written without leading zeros."""
   space = _space(name)
   pattern, reply_re, _ = _forms(space)
-  base = macro.parse_structure(space.space.initial).blocks
+  base = macro.parse_structure(space.initial).blocks
   head, block, tail = base[0], base[1], base[2:]
   assert block.bottleneck is not None
 
@@ -493,7 +493,7 @@ def test_macro_number_ranges_are_exact(name):
     return f"{head}{block.name}({','.join(args)}){rest}"
 
   args = [str(a) for a in block.args]
-  limits = {0: MAX_CHANNELS, 1: MAX_CHANNELS, 2: 2, 3: MAX_CHANNELS, 4: space.space.max_layers}
+  limits = {0: MAX_CHANNELS, 1: MAX_CHANNELS, 2: 2, 3: MAX_CHANNELS, 4: space.max_layers}
   for position, high in limits.items():
     for value in range(0, MAX_CHANNELS + 12):
       for text in ([str(value), "0" + str(value)] if value < 200 else [str(value)]):
@@ -507,7 +507,7 @@ def test_macro_number_ranges_are_exact(name):
 
 
 def _near_misses(space) -> dict[str, str]:
-  ms = space.space
+  ms = space
   base = macro.parse_structure(ms.initial).blocks
   first, second = base[0], base[1]
   rest = "".join(map(str, base[2:]))
@@ -552,9 +552,9 @@ def _near_misses(space) -> dict[str, str]:
 def test_macro_near_misses_are_refused(name):
   space = _space(name)
   pattern, reply_re, _ = _forms(space)
-  assert pattern.fullmatch(space.space.initial)
+  assert pattern.fullmatch(space.initial)
   for why, text in _near_misses(space).items():
-    assert text != space.space.initial
+    assert text != space.initial
     assert not pattern.fullmatch(text), (why, text)
     assert not reply_re.fullmatch(_reply(text)), (why, text)
 
@@ -565,7 +565,7 @@ def test_macro_grammar_samples_parse(name):
   break a budget, the layer limit or the in/out chaining: only `MacroSpace.validate` can judge
   those, so they are not asked to pass it."""
   space = _space(name)
-  ms = space.space
+  ms = space
   pattern, _, grammar = _forms(space)
   rng = random.Random(3)
   budget_words = ("input channels", "layers", "parameters", "FLOPs", "multiple of", "outside",
@@ -621,7 +621,7 @@ def test_llama_cpp_parser_refuses_a_broken_grammar():
   assert not _llama_cpp_parses(llama_cpp, 'root ::= "a" missing\n')
 
 
-@pytest.mark.parametrize("name", spaces.SPACE_NAMES)
+@pytest.mark.parametrize("name", spaces.names())
 def test_llama_cpp_reads_the_grammar_and_converts_the_schema(name):
   llama_cpp = _llama_cpp()
   space = _space(name)

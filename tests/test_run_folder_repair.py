@@ -91,8 +91,9 @@ class _FailingClient:
 
   def complete_many(self, requests):
     from rznas_jax.llm.base import LLMError, Response  # pylint: disable=import-outside-toplevel
-    from rznas_jax.search import replies, spaces  # pylint: disable=import-outside-toplevel
-    space = spaces.make_space("nb201")
+    from rznas_jax import spaces  # pylint: disable=import-outside-toplevel
+    from rznas_jax.search import replies  # pylint: disable=import-outside-toplevel
+    space = spaces.get("nb201")
     out = []
     for r in requests:
       self.calls += 1

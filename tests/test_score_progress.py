@@ -4,8 +4,8 @@ because NB201 scores the analytic proxies first, not in the order given)."""
 
 import numpy as np
 
-from launch import common
 from rznas_jax import macro_scoring
+from rznas_jax import score_job
 from rznas_jax import scoring
 from rznas_jax.spaces import nb201
 
@@ -28,7 +28,7 @@ def test_nb201_bar_names_the_proxy_whose_scores_it_counts():
   proxies = ["naswot", "params"]  # params is scored first: the old bar said "params" during naswot
   archs = nb201.random_archs(3, seed=0)
   scorer = scoring.NB201Scorer(proxies, TINY_NB201, batch_size=4)
-  bar = common.ProxyProgress(proxies, len(archs))
+  bar = score_job.ProxyProgress(proxies, len(archs))
   calls, progress = _recorder(bar, lambda: set(scorer.trace_counts))
   bar.start_clock()
   scorer.score(archs, progress=progress)
@@ -46,7 +46,7 @@ def test_macro_bar_names_the_proxy_whose_scores_it_counts():
   proxies = ["naswot", "params"]
   scorer = macro_scoring.MacroScorer(proxies, "zen_cifar", batch_size=4, resolution=16, num_classes=10,
                                      compiler_options=FAST_COMPILE)
-  bar = common.ProxyProgress(proxies, 2)
+  bar = score_job.ProxyProgress(proxies, 2)
   calls, progress = _recorder(bar, lambda: {p for _, p in scorer.trace_counts})
   scores = scorer.score([TINY_MACRO, TINY_MACRO], progress=progress)
   bar.close()

@@ -25,13 +25,13 @@ from rznas_jax.search import config as config_lib
 from rznas_jax.search import driver
 from rznas_jax.search import prompts
 from rznas_jax.search import replies
-from rznas_jax.search import spaces as spaces_lib
+from rznas_jax import spaces as spaces_lib
 from rznas_jax.search import state as state_lib
 from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces import nb201
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NB201 = spaces_lib.NB201SearchSpace()
+NB201 = spaces_lib.get("nb201")
 AB = fitness_lib.parse("rank:a+b", ["a", "b"])
 CELLS = [nb201.Arch.from_code(i).genotype for i in range(0, 15625, 997)]  # distinct cells
 PARENT = "|nor_conv_1x1~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -170,7 +170,7 @@ def test_neighbours_are_the_24_one_edit_cells():
   near = NB201.neighbours(PARENT)
   assert len(near) == len(set(near)) == 24 and PARENT not in near
   assert all(len(NB201.edits(PARENT, g)) == 1 for g in near)
-  assert spaces_lib.MacroSearchSpace(macro_spaces.zen_cifar()).neighbours("anything") == []
+  assert macro_spaces.zen_cifar().neighbours("anything") == []
 
 
 # --- prompts -------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_aggregate_system_prompt_describes_the_aggregate_and_shows_each_componen
   assert fit.describe() in system
   for name in fit.components:
     assert f"## {name}" in system
-    assert spaces_lib.source_of(proxy_lib.get(name).fn) in system
+    assert spaces_lib.base.source_of(proxy_lib.get(name).fn) in system
   assert '"type": "rank:synflow+naswot+flops"' in system
   no_code = _mutation("rank:synflow+naswot+flops", options=prompts.PromptOptions(code=False)).system
   assert "## naswot" in no_code and "def naswot" not in no_code
@@ -244,9 +244,9 @@ def test_agent_takes_two_edits_when_every_neighbour_is_listed():
 
 
 def test_agent_on_a_macro_space_skips_listed_children():
-  space = spaces_lib.MacroSearchSpace(macro_spaces.zen_cifar())
+  space = macro_spaces.zen_cifar()
   agent = agent_lib.OfflineAgent(space)
-  parent = space.space.initial
+  parent = space.initial
 
   def child(history, seed):
     request = prompts.mutation_request(space, "zen", parent, 10.0, (), prompts.PromptOptions(),

@@ -13,13 +13,13 @@ from rznas_jax.llm.base import Request, Message
 from rznas_jax.search import agent as agent_lib
 from rznas_jax.search import prompts
 from rznas_jax.search import replies
-from rznas_jax.search import spaces as spaces_lib
+from rznas_jax import spaces as spaces_lib
 from rznas_jax.search import state as state_lib
 from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces import nb201
 from rznas_jax.spaces import nb201_net
 
-NB201 = spaces_lib.NB201SearchSpace()
+NB201 = spaces_lib.get("nb201")
 PARENT = "|nor_conv_1x1~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 CHILD = "|nor_conv_1x1~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 
@@ -74,7 +74,7 @@ def test_code_in_a_reply_is_never_run(tmp_path):
 
 
 def test_macro_reply_over_budget_names_the_budget():
-  space = spaces_lib.MacroSearchSpace(macro_spaces.zen_cifar(params=1e6))
+  space = macro_spaces.zen_cifar(params=1e6)
   wide = ("SuperConvK3BNRELU(3,64,1,1)SuperResK3K3(64,512,1,512,4)SuperResK3K3(512,512,2,512,4)"
           "SuperConvK1BNRELU(512,1024,1,1)")
   parsed = replies.parse_mutation_reply(f'{{"arch": "{wide}"}}', space)
@@ -323,9 +323,9 @@ def test_agent_reflection_carries_the_record_forward():
 
 
 def test_agent_on_a_macro_space_proposes_valid_children():
-  space = spaces_lib.MacroSearchSpace(macro_spaces.zen_cifar())
+  space = macro_spaces.zen_cifar()
   agent = agent_lib.OfflineAgent(space)
-  parent = space.space.initial
+  parent = space.initial
   for seed in range(5):
     request = prompts.mutation_request(space, "zen", parent, 10.0, (), prompts.PromptOptions(),
                                        temperature=0.6, seed=seed)

@@ -13,6 +13,7 @@ import pytest
 
 from launch.configs import tiny_cpu
 from rznas_jax import search
+from rznas_jax import spaces
 from rznas_jax.llm.base import Response
 from rznas_jax.search import driver
 from rznas_jax.spaces import nb201
@@ -132,7 +133,7 @@ def test_random_mutation_baseline_makes_no_llm_calls(tmp_path):
   assert not (tmp_path / "llm_log.jsonl").exists()
   for t in trials:
     if t["child"]:
-      assert len(search.NB201SearchSpace().edits(t["parent"], t["child"])) == 1
+      assert len(spaces.get("nb201").edits(t["parent"], t["child"])) == 1
     assert t["reflection"] is None and t["temperature"] is None
 
 

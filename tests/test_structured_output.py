@@ -211,8 +211,9 @@ def test_old_log_requests_keep_their_fingerprints():
 
 
 def test_mutation_requests_carry_the_spaces_schema_and_grammar_and_reflections_do_not():
-  from rznas_jax.search import prompts, spaces  # pylint: disable=import-outside-toplevel
-  space = spaces.make_space("nb201")
+  from rznas_jax import spaces  # pylint: disable=import-outside-toplevel
+  from rznas_jax.search import prompts  # pylint: disable=import-outside-toplevel
+  space = spaces.get("nb201")
   parent = "|none~0|+|skip_connect~0|none~1|+|none~0|none~1|nor_conv_3x3~2|"
   on, off = prompts.PromptOptions(structured=True), prompts.PromptOptions()
   request = prompts.mutation_request(space, "synflow", parent, 1.0, [], on, temperature=1.0, seed=0)

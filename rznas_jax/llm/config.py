@@ -21,9 +21,15 @@ import ml_collections
 from absl import logging
 from ml_collections import config_dict
 
+from rznas_jax.errors import UserError
 from rznas_jax.llm.base import Backend
 from rznas_jax.llm.client import LLMClient
 from rznas_jax.llm.structured import MODES, mode_of
+
+
+class LLMConfigError(UserError):
+  """An ``llm`` config value that cannot be used (a backend, a mode, a missing API key)."""
+
 
 BACKENDS = ("auto", "gemini", "openai", "local:PATH.gguf", "offline", "replay:PATH")
 DEFAULT_MODELS = {"gemini": "gemini-2.5-flash", "openai": "gpt-4o"}
@@ -92,7 +98,7 @@ def _network_backend(kind: str, llm: Mapping, secrets: list[str]) -> Backend:
   if key is None:
     if not llm.get("base_url"):
       names = " or ".join(KEY_ENV_VARS[kind])
-      raise ValueError(f"llm.backend={kind!r} needs an API key in the environment variable "
+      raise LLMConfigError(f"llm.backend={kind!r} needs an API key in the environment variable "
                        f"{names}, or llm.base_url set to a local server that needs none.")
     key = PLACEHOLDER_KEY
   else:
@@ -138,7 +144,7 @@ def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.P
   requested = str(llm.get("backend") or "auto").strip()
   kind, reason = _choose(requested)
   if mode_of(llm) not in MODES:
-    raise ValueError(f"llm.structured_output={mode_of(llm)!r} is not a mode; use one of "
+    raise LLMConfigError(f"llm.structured_output={mode_of(llm)!r} is not a mode; use one of "
                      f"{', '.join(MODES)}.")
   secrets: list[str] = []
   workdir = os.fspath(workdir)
@@ -168,7 +174,7 @@ def make_client(config: ml_collections.ConfigDict | Mapping, workdir: str | os.P
     if os.path.abspath(source) == os.path.abspath(log_path):
       log_path = os.path.join(workdir, "llm_log.replayed.jsonl")  # Never append to the source.
   else:
-    raise ValueError(f"llm.backend={requested!r} is not a known backend; use one of "
+    raise LLMConfigError(f"llm.backend={requested!r} is not a known backend; use one of "
                      f"{', '.join(BACKENDS)}.")
   logging.info("LLM backend: %s, because %s; exchanges are logged to %s.", detail, reason, log_path)
   rpm = llm.get("requests_per_minute") or None

@@ -1,7 +1,7 @@
 """Structured output: telling a backend the shape of the reply, in its provider's own form.
 
 A mutation `Request` carries the search space's reply schema (JSON schema with a regex `pattern`
-for the genotype) and the same language as a GBNF grammar (`rznas_jax.search.reply_format`). How
+for the genotype) and the same language as a GBNF grammar (`rznas_jax.spaces.reply_format`). How
 that reaches the model depends on the backend and on `llm.structured_output`:
 
 * ``json_schema``: OpenAI's structured outputs (``response_format={"type": "json_schema",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rznas_jax.report import drawing
+from rznas_jax import spaces
 from rznas_jax.report import figures
 from rznas_jax.report import history
 from rznas_jax.report import html
@@ -35,12 +35,6 @@ def _fmt(value: Any) -> str:
   if isinstance(value, float):
     return f"{value:.6g}"
   return str(value)
-
-
-def _benchmark(path: str | None):
-  """The NB201 table at ``path``, or the packaged NATS-Bench table when none is given."""
-  from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
-  return nb201.BenchmarkTable.load(path) if path else nb201.BenchmarkTable.packaged()
 
 
 def _summary_section(page: html.Page, run: run_folder.SearchRun, hist: history.PopulationHistory) -> None:
@@ -128,20 +122,20 @@ def _validity_section(page, run, fig_dir, out_dir) -> None:
 
 
 def _accuracy_section(page, run, hist, benchmark, fig_dir, out_dir) -> int | None:
-  page.section("accuracy", "NB201 accuracy")
-  if run.space != "nb201":
+  space = spaces.get(run.space)
+  page.section("accuracy", "Benchmark accuracy")
+  table = space.benchmark(benchmark) if benchmark or space.benchmark() is not None else None
+  if table is None:
     page.paragraph(f"The {html.escape(run.space)} space has no benchmark table: no accuracies.", note=True)
     return None
-  from rznas_jax.spaces import nb201  # pylint: disable=g-import-not-at-top
-  table = _benchmark(benchmark)
-  found = nb201.parse_genotype(hist.best_genotype[-1])
+  found = space.parse(hist.best_genotype[-1])
   page.paragraph(html.escape(
       f"The found cell (index {table.index(found)} of the {table.source} table): test accuracy " +
       ", ".join(f"{d} {table.lookup([found], d)[0]:.2f} % (rank {table.rank(found, d):,} of "
                 f"{len(table):,})" for d in table.accuracy) + "; rank 1 = best, ties share a rank."))
   scored = history.evaluated(run.initial, run.trials, run.fitness, run.initial_components)
   genotypes = [g for g, _ in scored]
-  archs = [nb201.parse_genotype(g) for g in genotypes]
+  archs = [space.parse(g) for g in genotypes]
   accuracy = {d: dict(zip(genotypes, table.lookup(archs, d))) for d in table.accuracy}
   of_best = {d: np.array([acc[g] for g in hist.best_genotype]) for d, acc in accuracy.items()}
   oracle = {d: history.replay_population(run.initial, run.trials, run.population_size, accuracy=acc,
@@ -170,10 +164,7 @@ def _architecture_section(page, run, hist, fig_dir, out_dir) -> None:
   genotype = hist.best_genotype[-1]
   page.paragraph(html.code(genotype))
   path = os.path.join(fig_dir, "architecture.png")
-  if run.space == "nb201":
-    drawing.nb201_cell(genotype, path, title="NB201 cell (nodes: feature maps; edges: operations)")
-  else:
-    drawing.macro_blocks(genotype, path)
+  spaces.get(run.space).draw(genotype, path)
   page.image(path, "the best architecture", out_dir)
 
 

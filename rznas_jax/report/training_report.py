@@ -14,7 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure
 import numpy as np
 
-from rznas_jax.report import drawing
+from rznas_jax import spaces
 from rznas_jax.report import figures
 from rznas_jax.report import html
 from rznas_jax.report import run_folder
@@ -88,9 +88,6 @@ def write_training_report(run_dir: str, out_dir: str | None = None, *, embed: bo
     page.section("architecture", "Architecture")
     page.paragraph(html.code(model["arch"]))
     path = os.path.join(out_dir, "architecture.png")
-    if model.get("space") == "nb201":
-      drawing.nb201_cell(model["arch"], path)
-    else:
-      drawing.macro_blocks(model["arch"], path)
+    spaces.get(model.get("space") or spaces.guess(model["arch"])).draw(model["arch"], path)
     page.image(path, "the trained architecture", out_dir)
   return page.write(os.path.join(out_dir, "index.html"))

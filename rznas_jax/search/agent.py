@@ -32,7 +32,7 @@ import numpy as np
 from rznas_jax.llm.base import LLMError, Request, Response
 from rznas_jax.search import prompts
 from rznas_jax.search import replies
-from rznas_jax.search import spaces as spaces_lib
+from rznas_jax.spaces import base as spaces_lib
 
 _RECORD = re.compile(r"Observed edits \(raised/tried\): ([^\n]*)")
 _ENTRY = re.compile(r"(\S+) (\d+)/(\d+)")
@@ -91,7 +91,7 @@ class OfflineAgent:
 
   name = "offline"
 
-  def __init__(self, space: spaces_lib.SearchSpace, model: str = "offline-agent-1"):
+  def __init__(self, space: spaces_lib.Space, model: str = "offline-agent-1"):
     self.space = space
     self.model = model
 
@@ -113,8 +113,9 @@ class OfflineAgent:
   def _candidates(self, parent: str, rng: np.random.Generator,
                   evaluated: frozenset[str] = frozenset()) -> list[tuple[str, list[str]]]:
     """(child, edit kinds) one edit from ``parent``, none of them in ``evaluated``."""
-    if isinstance(self.space, spaces_lib.NB201SearchSpace):
-      return [(child, self.space.edits(parent, child)) for child in self.space.neighbours(parent)
+    neighbours = self.space.neighbours(parent)
+    if neighbours:  # a space small enough to list them (NB201): every one-edit child
+      return [(child, self.space.edits(parent, child)) for child in neighbours
               if child not in evaluated]
     out, seen = [], {parent, *evaluated}
     for _ in range(_MACRO_CANDIDATES):
@@ -162,7 +163,7 @@ class OfflineAgent:
     rng = np.random.default_rng(request.seed if request.seed is not None else 0)
     candidates = self._candidates(parent, rng, evaluated)
     one_edit = bool(candidates)
-    if not one_edit and isinstance(self.space, spaces_lib.NB201SearchSpace):
+    if not one_edit and self.space.neighbours(parent):
       candidates = self._two_edit_candidates(parent, evaluated)  # every neighbour is evaluated
     if not candidates:
       child, kinds = self.space.random_mutation(parent, rng), ["random"]

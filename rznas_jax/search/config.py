@@ -11,21 +11,22 @@ import ml_collections
 
 from rznas_jax import fitness as fitness_lib
 from rznas_jax import proxies as proxy_lib
+from rznas_jax.errors import UserError
+from rznas_jax import spaces as spaces_lib
 from rznas_jax.llm import structured as structured_lib
-from rznas_jax.search import spaces as spaces_lib
 from rznas_jax.search import state as state_lib
-from rznas_jax.spaces import nb201
 
 MUTATIONS = ("llm", "random")
 SELECTIONS = ("uniform", "best")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """A config value that cannot be used; the message names it and what would be valid."""
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Every key a search reads, with the paper's settings (METHOD.md §2.4) where it has them."""
+  """Every key a search reads, with the RZ-NAS paper's settings (§4, App. A.4.3) where it has them
+  (docs/search.md lists them)."""
   from rznas_jax.llm import config as llm_config  # pylint: disable=g-import-not-at-top
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -77,27 +78,21 @@ def default_config() -> ml_collections.ConfigDict:
   c.distributed.coordinator_address = ""
   c.distributed.num_processes = 0
   c.distributed.process_id = -1
+  spaces_lib.add_config_sections(c)  # a space registered later brings its own section
   return c
-
-
-def _macro_overrides(config: ml_collections.ConfigDict) -> dict:
-  m = config.macro
-  renames = {"budget_flops": "flops", "budget_params": "params"}
-  return {renames.get(k, k): m[k] for k in m if m[k] is not None}
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises `ConfigError` for the first unusable value."""
-  if config.space not in spaces_lib.SPACE_NAMES:
-    raise ConfigError(f"config.space {config.space!r} is unknown; valid: "
-                      f"{', '.join(spaces_lib.SPACE_NAMES)}.")
+  space = make_space(config)
   try:
-    fitness_of(config)
+    fitness = fitness_of(config)
   except fitness_lib.FitnessError as e:
     raise ConfigError(f"config.proxy: {e}") from None
-  if config.space == "nb201" and config.dataset not in nb201.DATASET_SHAPES:
-    raise ConfigError(f"config.dataset {config.dataset!r} is not an NB201 dataset; valid: "
-                      f"{', '.join(nb201.DATASET_SHAPES)}.")
+  try:
+    space.check_proxies(fitness.components)
+  except ValueError as e:
+    raise ConfigError(f"config.proxy: {e}") from None
   s = config.search
   for name, value, low in (("search.iterations", s.iterations, 0), ("search.population", s.population, 1),
                            ("search.proposals_per_step", s.proposals_per_step, 1),
@@ -116,9 +111,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if structured not in structured_lib.MODES:
     raise ConfigError(f"config.llm.structured_output {structured!r} is unknown; valid: "
                       f"{', '.join(structured_lib.MODES)}.")
-  if config.space == "nb201" and s.population > nb201.NUM_ARCHS:
-    raise ConfigError(f"config.search.population {s.population} exceeds the {nb201.NUM_ARCHS} "
-                      "NB201 cells.")
+  if space.size is not None and s.population > space.size:
+    raise ConfigError(f"config.search.population {s.population} exceeds the {space.size:,} "
+                      f"architectures of the {space.name} space.")
 
 
 def fitness_of(config: ml_collections.ConfigDict) -> fitness_lib.Fitness:
@@ -130,13 +125,24 @@ def fitness_of(config: ml_collections.ConfigDict) -> fitness_lib.Fitness:
   return fitness_lib.parse(config.proxy, proxy_lib.names())
 
 
-def make_space(config: ml_collections.ConfigDict) -> spaces_lib.SearchSpace:
+def make_space(config: ml_collections.ConfigDict) -> spaces_lib.Space:
+  """The space ``config.space`` with the settings of its config section (``config.nb201`` or
+  ``config.macro``) and ``config.dataset`` where the space has that setting.
+
+  Raises:
+    ConfigError: an unknown space or a bad setting, in one sentence.
+  """
   try:
-    return spaces_lib.make_space(config.space, dataset=config.dataset, channels=config.nb201.channels,
-                                 cells_per_stage=config.nb201.cells_per_stage,
-                                 overrides=_macro_overrides(config))
-  except TypeError as e:
-    raise ConfigError(f"a config.macro value does not apply to {config.space}: {e}.") from None
+    space = spaces_lib.get(config.space)
+    return spaces_lib.from_section(config.space, config.get(space.CONFIG_SECTION),
+                                   dataset=config.dataset)
+  except spaces_lib.SpaceError as e:
+    raise ConfigError(f"config.space {config.space!r}: {e}") from None
+
+
+def scoring_options(config: ml_collections.ConfigDict, space: spaces_lib.Space) -> dict:
+  """The scoring options (`Space.SCORING_OPTIONS`) that the space's config section sets."""
+  return spaces_lib.split_options(space, config.get(space.CONFIG_SECTION) or {}, "SCORING_OPTIONS")
 
 
 # Keys that may change when a run is resumed: the length of the run and how the LLM is reached.

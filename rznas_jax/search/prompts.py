@@ -1,4 +1,4 @@
-"""The RZ-NAS prompts (METHOD.md §3.1), in our own words, for any space and any proxy.
+"""The RZ-NAS prompts (the paper's §3.3, Fig. 2, App. A.3), in our words, for any space and proxy.
 
 The mutation prompt keeps the paper's structure: a system turn with the role and task, the
 allowed operations (each a sentence *and* the source of our own Flax code, read from the code so
@@ -28,7 +28,7 @@ from rznas_jax import fitness as fitness_lib
 from rznas_jax import proxies as proxy_lib
 from rznas_jax.llm.base import Message, Request
 from rznas_jax.search.state import ParentHistory, Reflection  # part of the search state
-from rznas_jax.search import spaces as spaces_lib
+from rznas_jax.spaces import base as spaces_lib
 
 MUTATION = "mutation"
 REFLECTION = "reflection"
@@ -120,7 +120,7 @@ def _proxy_section(fitness: fitness_lib.Fitness, options: PromptOptions) -> list
 
 
 @functools.lru_cache(maxsize=32)
-def mutation_system_prompt(space: spaces_lib.SearchSpace, proxy: str, options: PromptOptions) -> str:
+def mutation_system_prompt(space: spaces_lib.Space, proxy: str, options: PromptOptions) -> str:
   """The system turn of a mutation request (cached: it depends on nothing that changes).
 
   ``proxy`` is the fitness name: a proxy or an aggregate (`rznas_jax.fitness`).
@@ -213,7 +213,7 @@ def history_lines(history: ParentHistory) -> list[str]:
   return out
 
 
-def mutation_request(space: spaces_lib.SearchSpace, proxy: str, parent: str, score: float,
+def mutation_request(space: spaces_lib.Space, proxy: str, parent: str, score: float,
                      memory: Sequence[Reflection], options: PromptOptions, *, temperature: float,
                      seed: int, history: ParentHistory = ParentHistory()) -> Request:
   """The request that asks the LLM to mutate ``parent`` (scored ``score`` by the fitness
@@ -231,7 +231,7 @@ def mutation_request(space: spaces_lib.SearchSpace, proxy: str, parent: str, sco
 
 
 @functools.lru_cache(maxsize=32)
-def reply_constraints(space: spaces_lib.SearchSpace) -> tuple[str, str]:
+def reply_constraints(space: spaces_lib.Space) -> tuple[str, str]:
   """The space's mutation-reply schema (canonical JSON text) and GBNF grammar."""
   schema = json.dumps(space.reply_schema(), sort_keys=True, separators=(",", ":"))
   return schema, space.reply_grammar()
@@ -246,7 +246,7 @@ REFLECTION_SYSTEM = (
     "reflections learned that still holds. Answer in a few plain sentences; no code.")
 
 
-def reflection_request(space: spaces_lib.SearchSpace, proxy: str, parent: str,
+def reflection_request(space: spaces_lib.Space, proxy: str, parent: str,
                        parent_score: float, child: str | None, child_score: float | None,
                        error: str | None, memory: Sequence[Reflection], options: PromptOptions, *,
                        temperature: float, seed: int) -> Request:

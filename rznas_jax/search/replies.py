@@ -1,4 +1,4 @@
-"""Reading an LLM's mutation reply (METHOD.md §3.3): data in, a genotype or a reason out.
+"""Reading an LLM's mutation reply (docs/search.md): data in, a genotype or a reason out.
 
 The reply is text. We look for the first JSON object in it (inside a ```json fence or not, with
 prose or a ``<Thinking>`` block around it), read its ``"arch"``, and check that against the
@@ -12,7 +12,7 @@ import dataclasses
 import json
 import re
 
-from rznas_jax.search import spaces as spaces_lib
+from rznas_jax.spaces import base as spaces_lib
 
 _THINKING = re.compile(r"<thinking>(.*?)(?:</thinking>|$)", re.IGNORECASE | re.DOTALL)
 _MAX_QUOTED = 200
@@ -57,7 +57,7 @@ def _quote(text: str) -> str:
   return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED] + "..."
 
 
-def parse_mutation_reply(text: str, space: spaces_lib.SearchSpace) -> ParsedReply:
+def parse_mutation_reply(text: str, space: spaces_lib.Space) -> ParsedReply:
   """Parses and validates a mutation reply against ``space``.
 
   Args:

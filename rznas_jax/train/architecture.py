@@ -1,9 +1,10 @@
 """The network to train: an architecture from a genotype, a macro structure or a search's summary.
 
 `resolve_arch` turns ``config.arch`` into ``(space, canonical arch string)``; `build_network`
-turns that into a Flax module and its PyTorch-default initial variables. NB201 cells become the
-exact NB201 network (``config.nb201`` sets C and N); macro structures become a Zen-NAS MasterNet
-with its shortcuts (``config.macro.no_reslink=False``), the form that is trained.
+asks the space (`Space.network`) for the Flax module and its PyTorch-default initial variables:
+NB201 cells become the exact NB201 network (``config.nb201`` sets C and N); macro structures
+become a Zen-NAS MasterNet with its shortcuts (``config.macro.no_reslink=False``), the form that
+is trained.
 """
 
 from __future__ import annotations
@@ -17,11 +18,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
-from rznas_jax.spaces import macro
-from rznas_jax.spaces import macro_net
-from rznas_jax.spaces import macro_spaces
-from rznas_jax.spaces import nb201
-from rznas_jax.spaces import nb201_net
+from rznas_jax import spaces
 from rznas_jax.train.config import ConfigError
 
 
@@ -60,16 +57,18 @@ def resolve_arch(arch: str, space: str = "auto") -> tuple[str, str]:
   """The space and canonical string of ``arch`` (a genotype, a structure or a summary path).
 
   Args:
-    arch: ``|op~0|+...`` (NB201), ``SuperConvK3BNRELU(3,8,1,1)...`` (macro), or the path of a
-      search's ``summary.json`` or run folder.
-    space: ``auto`` or a space name; with a summary, ``auto`` takes the summary's space.
+    arch: a genotype of any registered space (``|op~0|+...`` for NB201,
+      ``SuperConvK3BNRELU(3,8,1,1)...`` for the macro spaces), or the path of a search's
+      ``summary.json`` or run folder.
+    space: ``auto`` or a space name; with a summary, ``auto`` takes the summary's space; else
+      ``auto`` is the first registered space whose grammar reads ``arch`` (`spaces.guess`).
 
   Returns:
     ``(space, arch_string)`` with the string in its canonical form.
 
   Raises:
     ConfigError: for an unreadable summary or a space that contradicts it.
-    nb201.GenotypeError / macro.StructureError: for a string outside the grammar.
+    UserError: for a string outside the space's grammar, or an unknown space.
 
   Example:
     >>> resolve_arch("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|")[0]
@@ -84,25 +83,23 @@ def resolve_arch(arch: str, space: str = "auto") -> tuple[str, str]:
       raise ConfigError(f"config.space is {space!r} but the summary's architecture is from "
                         f"{summary_space!r}; leave config.space at 'auto'.")
   if space == "auto":
-    space = "nb201" if text.startswith("|") else "zen_cifar"
-  if space == "nb201":
-    return space, nb201.format_genotype(nb201.parse_genotype(text))
-  if space not in macro_spaces.SPACES:
-    raise ConfigError(f"space {space!r} is unknown; valid: nb201, {', '.join(macro_spaces.SPACES)}.")
-  return space, macro.format_structure(macro.parse_structure(text))
+    space = spaces.guess(text)
+  if space not in spaces.names():
+    raise ConfigError(f"space {space!r} is unknown; valid: auto, {', '.join(spaces.names())}.")
+  chosen = spaces.get(space)
+  return space, chosen.canonical(chosen.parse(text))
 
 
 def build_network(config: ml_collections.ConfigDict, num_classes: int,
                   image_shape: tuple[int, int, int]) -> Network:
-  """The Flax network ``config.arch`` describes, for ``num_classes`` and ``image_shape`` (HWC)."""
-  space, arch = resolve_arch(config.arch, config.space)
-  if space == "nb201":
-    module = nb201_net.NB201Network(nb201.parse_genotype(arch), channels=config.nb201.channels,
-                                    cells_per_stage=config.nb201.cells_per_stage,
-                                    num_classes=num_classes)
-    init = lambda key: nb201_net.init_variables(module, key, image_shape)
-  else:
-    module = macro_spaces.get_space(space, num_classes=num_classes).model(
-        arch, no_reslink=config.macro.no_reslink, use_se=config.macro.use_se)
-    init = lambda key: macro_net.init_variables(module, key, image_shape)
-  return Network(space, arch, module, init)
+  """The Flax network ``config.arch`` describes, for ``num_classes`` and ``image_shape`` (HWC).
+
+  The space's settings come from its config section (``config.nb201``: C and N); the section's
+  other keys are network options (``config.macro``: ``no_reslink``, ``use_se``).
+  """
+  name, arch = resolve_arch(config.arch, config.space)
+  section = config.get(spaces.get(name).CONFIG_SECTION) or {}
+  space = spaces.from_section(name, section)
+  options = spaces.split_options(space, section, "NETWORK_OPTIONS")
+  module, init = space.network(arch, num_classes=num_classes, image_shape=image_shape, **options)
+  return Network(name, arch, module, init)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import ml_collections
 
-from rznas_jax.spaces import macro_spaces
+from rznas_jax import spaces
+from rznas_jax.errors import UserError
 
 DATASETS = ("cifar10", "cifar100", "imagenet16-120", "imagefolder", "synthetic")
-SPACES = ("auto", "nb201") + tuple(macro_spaces.SPACES)
+SPACES = ("auto", *spaces.names())
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
   """A config value that cannot be used; the message names it and what would be valid."""
 
 
@@ -70,6 +71,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50  # progress-bar refresh (one host sync)
   c.eval_every_epochs = 1  # test-set evaluation; the last epoch is always evaluated
   c.compilation_cache = ""
+  spaces.add_config_sections(c)  # a space registered later brings its own section
   return c
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import tqdm
 
 from rznas_jax import compilation_cache
+from rznas_jax import spaces
 from rznas_jax.train import architecture
 from rznas_jax.train import checkpoint as checkpoint_lib
 from rznas_jax.train import config as config_lib
@@ -245,10 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
           "test_accuracy": record["test_accuracy"], "test_loss": record["test_loss"],
           "test_images": len(dataset.test.labels),
           "train_accuracy": record.get("train_accuracy"), "train_loss": record.get("train_loss")}
-  if network.space == "nb201":
-    info.update(channels=config.nb201.channels, cells_per_stage=config.nb201.cells_per_stage)
-  else:
-    info.update(no_reslink=config.macro.no_reslink, use_se=config.macro.use_se)
+  info.update(config[spaces.get(network.space).CONFIG_SECTION].to_dict())  # C, N; or the shortcuts
   if chief:
     checkpoint_lib.export_final(os.path.join(workdir, "final"), state.variables, info)
   checkpoints.close()

@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from rznas_jax.train.config import ConfigError
+
 AXIS = "data"
 
 
@@ -34,10 +36,10 @@ def batch_sharding(mesh: jax.sharding.Mesh) -> jax.NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> None:
-  """Raises ValueError unless ``batch_size`` splits evenly over the mesh and the processes."""
+  """Raises ConfigError unless ``batch_size`` splits evenly over the mesh and the processes."""
   n = mesh.devices.size
   if batch_size % n or batch_size % jax.process_count():
-    raise ValueError(f"config.batch_size {batch_size} must be a multiple of the {n} devices "
+    raise ConfigError(f"config.batch_size {batch_size} must be a multiple of the {n} devices "
                      f"({jax.process_count()} processes); try {max(n, batch_size // n * n)}.")
 
 
