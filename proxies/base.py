@@ -25,6 +25,8 @@ from typing import Any, Callable, Mapping, NamedTuple, Protocol, Sequence
 
 import jax
 
+from rznas_jax.errors import UserError
+
 
 class ModelOutput(NamedTuple):
   """What a network returns to a proxy.
@@ -196,13 +198,13 @@ def register_analytic(name: str, *, costs: Sequence[str], convention: str | None
   return wrap
 
 
-class UnknownProxyError(KeyError):
+class UnknownProxyError(UserError, KeyError):
 
   def __str__(self) -> str:
     return str(self.args[0])
 
 
-class ProxySpaceError(ValueError):
+class ProxySpaceError(UserError):
   """A registered proxy that cannot run in the space asked for (`check_for_space`)."""
 
 
