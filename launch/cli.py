@@ -8,6 +8,7 @@ and keeps its traceback (exit code 1).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import sys
 from typing import Any, Callable, Iterator, NoReturn, Sequence
@@ -38,9 +39,34 @@ def parse_flags(argv: list[str]) -> list[str]:
     argv = FLAGS(argv)
   except flags.Error as e:
     fail(str(e))
+  except (AttributeError, KeyError, TypeError, ValueError) as e:  # a --config.key=value override
+    fail_override(e)
   if FLAGS["verbosity"].using_default_value:
     FLAGS.verbosity = -1  # WARNING; also stops app.run from raising it to INFO
   return argv
+
+
+def config_flag(default: str, what: str):
+  """``--config``: a config file whose keys ``--config.key=value`` overrides (locked: a key that
+  does not exist is an error). ml_collections applies the overrides while the flag is defined,
+  so a bad one (a misspelt key, a value of the wrong type) is turned into `fail` here."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  try:
+    return config_flags.DEFINE_config_file("config", default, f"{what} config file (a get_config() "
+                                           "Python file).", lock_config=True)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    fail_override(e)
+
+
+def fail_override(error: Exception) -> NoReturn:
+  """`fail` for a ``--config.key=value`` that ml_collections could not apply."""
+  text = str(error)
+  while text[:1] in ("'", '"'):  # ml_collections wraps a KeyError's repr: unwrap it
+    try:
+      text = str(ast.literal_eval(text))
+    except (ValueError, SyntaxError):
+      break
+  fail(f"a --config override cannot be applied: {text}")
 
 
 @contextlib.contextmanager

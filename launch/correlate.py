@@ -12,13 +12,10 @@ rznas_jax, or ``--benchmark=PATH`` to a nats_bench.csv-format table). Writes ``c
 below every defined score (``--nan_policy=lowest``, NASLib's rule) or is left out (``omit``).
 """
 
-from ml_collections import config_flags
-
 from launch import cli
 from launch import score_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/correlate.py",
-                                          "Job config file (a get_config() Python file).")
+_CONFIG = cli.config_flag("launch/configs/correlate.py", "Job")
 TABLE = score_flags.SHARED + (
     ("num_archs", "archs", "string", "Architectures to sample with --seed; 'all' or 0 for all."),
     ("benchmark", "benchmark", "string", "Benchmark table (nats_bench.csv format); default the "

@@ -11,13 +11,10 @@ of the space's genotypes (commas between NB201 cells; ';' or spaces between macr
 the config key of the same meaning (`rznas_jax.score_job.default_config`).
 """
 
-from ml_collections import config_flags
-
 from launch import cli
 from launch import score_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/score.py",
-                                          "Job config file (a get_config() Python file).")
+_CONFIG = cli.config_flag("launch/configs/score.py", "Job")
 TABLE = score_flags.SHARED + (("archs", "archs", "string", "all, random:N or a list of genotypes."),)
 cli.define_overrides(TABLE)
 

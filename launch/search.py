@@ -8,13 +8,9 @@ Rerunning the same command on the same --workdir resumes it from its last checkp
 """
 
 from absl import flags
-from ml_collections import config_flags
-
 from launch import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/nb201.py",
-                                          "Search config file (a get_config() Python file).",
-                                          lock_config=True)
+_CONFIG = cli.config_flag("launch/configs/nb201.py", "Search")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/search", "Run folder: created, or resumed if it "
                                "holds a checkpoint.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")

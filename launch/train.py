@@ -13,13 +13,9 @@ folder). Rerunning the same command on the same --workdir resumes from its last 
 """
 
 from absl import flags
-from ml_collections import config_flags
-
 from launch import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", "launch/configs/train_nb201.py",
-                                          "Training config file (a get_config() Python file).",
-                                          lock_config=True)
+_CONFIG = cli.config_flag("launch/configs/train_nb201.py", "Training")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/train", "Run folder: created, or resumed if it "
                                "holds a checkpoint.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar per epoch.")

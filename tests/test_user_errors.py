@@ -46,6 +46,10 @@ USER_ERRORS = [
      ["conv_9x9"]),
     ("missing_llm_key", [*TINY_SEARCH, "--workdir={tmp}/k", "--config.llm.backend=openai"],
      ["OPENAI_API_KEY"]),
+    ("misspelt_config_key", [*TINY_SEARCH, "--workdir={tmp}/l", "--config.nb201.chanels=2"],
+     ["chanels", "channels"]),
+    ("misspelt_score_config_key", ["-m", "launch.score", "--config.macro.budget_flop=1e8"],
+     ["budget_flop", "budget_flops"]),
 ]
 
 # A bug inside the library, injected: `score_job.run` raises a plain ValueError.
