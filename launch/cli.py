@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import sys
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from absl import app
 from absl import flags

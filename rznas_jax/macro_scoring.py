@@ -35,13 +35,11 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import threading
 import time
 from typing import Callable, Iterable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rznas_jax import data as data_lib
