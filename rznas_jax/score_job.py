@@ -247,8 +247,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     raise UserError(f"--batch_size={config.batch_size} must be at least 1.")
   if config.nan_policy not in NAN_POLICIES:
     raise UserError(f"--nan_policy={config.nan_policy!r} is unknown; valid: {', '.join(NAN_POLICIES)}.")
-  space = spaces_lib.from_section(config.space, config.get(spaces_lib.get(config.space).CONFIG_SECTION),
-                                  dataset=config.dataset or None)
+  space = spaces_lib.from_config(config.space, config, dataset=config.dataset or None)
   table = None
   if config.correlate:
     archs = sample(space, config.archs, config.seed)
@@ -270,7 +269,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     from rznas_jax import compilation_cache  # pylint: disable=g-import-not-at-top
     compilation_cache.enable_compilation_cache(config.compilation_cache)
   scored = components(names)
-  options = spaces_lib.split_options(space, config.get(space.CONFIG_SECTION) or {}, "SCORING_OPTIONS")
+  options = spaces_lib.options(space, config, "SCORING_OPTIONS")
   if config.dataset and "dataset" in space.SCORING_OPTIONS:
     options["dataset"] = config.dataset
   devices = None

@@ -43,6 +43,7 @@ from rznas_jax.proxies.base import Batch
 from rznas_jax.scorer import gaussian_init, kaiming_init  # pylint: disable=unused-import
 from rznas_jax.spaces import nb201
 from rznas_jax.spaces import nb201_net
+from rznas_jax.spaces.nb201_space import NB201Space
 
 STRATEGIES = ("auto", "switch", "masked_vmap", "masked")
 CELL_AXIS = "cells"
@@ -78,12 +79,11 @@ class NB201Setting:
   def model(self, arch: nb201.Arch | None = None) -> nb201_net.NB201Network:
     return nb201_net.NB201Network(arch, self.channels, self.cells_per_stage, self.num_classes)
 
-  COSTS = ("params", "flops")  # what `costs` counts, for analytic proxies
+  COSTS = NB201Space.COST_KEYS  # what `costs` counts, for analytic proxies
 
   def costs(self, arch: nb201.Arch) -> dict[str, float]:
-    kw = dict(channels=self.channels, cells_per_stage=self.cells_per_stage, num_classes=self.num_classes)
-    return {"params": float(nb201.count_params(arch, **kw)),
-            "flops": float(nb201.count_flops(arch, resolution=self.resolution, **kw))}
+    """The space's exact counters (`NB201Space.costs`) for this network."""
+    return NB201Space(self.dataset, self.channels, self.cells_per_stage).costs(arch)
 
 
 def resolve_strategy(strategy: str) -> str:

@@ -45,20 +45,26 @@ def get(name: str, **settings: Any) -> Space:
   return space.configure(**settings) if settings else space
 
 
-def split_options(space: Space, values: Mapping[str, Any], kind: str) -> dict[str, Any]:
-  """The entries of ``values`` that are ``space``'s options of ``kind`` (``SCORING_OPTIONS`` or
-  ``NETWORK_OPTIONS``), None values left out."""
-  wanted = getattr(space, kind)
-  return {k: v for k, v in values.items() if k in wanted and v is not None}
+def section(space: Space, config: Mapping[str, Any]) -> dict[str, Any]:
+  """The space's section of a search, scoring or training config (``config[CONFIG_SECTION]``),
+  as a dict; empty when the config has none."""
+  return dict(config.get(space.CONFIG_SECTION) or {})
 
 
-def from_section(name: str, section: Mapping[str, Any] | None, **settings: Any) -> Space:
-  """The space ``name`` configured from a config section (its keys that are settings) and
-  ``settings``; the section's other keys are options, read with `split_options`."""
+def from_config(name: str, config: Mapping[str, Any], **settings: Any) -> Space:
+  """The space ``name`` configured from its section of ``config`` (the keys that are settings)
+  and then ``settings`` (the ones it has; e.g. the search's top-level ``dataset``)."""
   space = get(name)
-  values = {k: v for k, v in dict(section or {}).items() if k in space.SETTINGS}
+  values = {k: v for k, v in section(space, config).items() if k in space.SETTINGS}
   values.update({k: v for k, v in settings.items() if k in space.SETTINGS})
   return space.configure(**values) if values else space
+
+
+def options(space: Space, config: Mapping[str, Any], kind: str) -> dict[str, Any]:
+  """The options of ``kind`` (``SCORING_OPTIONS`` or ``NETWORK_OPTIONS``) that the space's
+  section of ``config`` sets, None values left out."""
+  wanted = getattr(space, kind)
+  return {k: v for k, v in section(space, config).items() if k in wanted and v is not None}
 
 
 def add_config_sections(config) -> None:

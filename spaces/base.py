@@ -23,6 +23,7 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from rznas_jax.errors import UserError
+from rznas_jax.spaces import reply_format
 
 
 class SpaceError(UserError):
@@ -133,6 +134,20 @@ class Space(Protocol):
 
   # Optional: ``config_defaults() -> dict``, the space's config section (settings and options with
   # their defaults) for jobs whose config does not write one (`spaces.add_config_sections`).
+
+
+class ReplyFormat:
+  """`arch_pattern`, `reply_schema` and `reply_grammar` of a space, all rendered by
+  `reply_format` from the space's `reply_expression` (a mixin for `Space` classes)."""
+
+  def arch_pattern(self) -> str:
+    return reply_format.arch_pattern(self)
+
+  def reply_schema(self) -> dict:
+    return reply_format.reply_schema(self)
+
+  def reply_grammar(self) -> str:
+    return reply_format.reply_grammar(self)
 
 
 def unknown_names(given: Mapping[str, Any], valid: Sequence[str], what: str, space: str) -> None:

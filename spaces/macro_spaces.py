@@ -25,7 +25,7 @@ import numpy as np
 from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_mutation
 from rznas_jax.spaces import reply_format
-from rznas_jax.spaces.base import Operation, SpaceError, source_of
+from rznas_jax.spaces.base import Operation, ReplyFormat, SpaceError, source_of
 from rznas_jax.spaces.macro import Arch
 
 CIFAR_INITIAL = ("SuperConvK3BNRELU(3,8,1,1)SuperResK3K3(8,16,1,8,1)SuperResK3K3(16,32,2,16,1)"
@@ -65,7 +65,7 @@ _BLOCK_TEXT = {
 
 
 @dataclasses.dataclass(frozen=True)
-class MacroSpace:
+class MacroSpace(ReplyFormat):
   """A macro search space: grammar subset, budgets and the settings its networks are built with.
 
   Attributes:
@@ -427,15 +427,6 @@ class MacroSpace:
 
   def reply_expression(self):
     return reply_format.macro_genotype(self)
-
-  def arch_pattern(self) -> str:
-    return reply_format.arch_pattern(self)
-
-  def reply_schema(self) -> dict:
-    return reply_format.reply_schema(self)
-
-  def reply_grammar(self) -> str:
-    return reply_format.reply_grammar(self)
 
   def network(self, arch: Arch | str, *, num_classes: int | None = None,
               image_shape: tuple[int, int, int] | None = None, no_reslink: bool = False,

@@ -15,7 +15,7 @@ import numpy as np
 
 from rznas_jax.spaces import nb201
 from rznas_jax.spaces import reply_format
-from rznas_jax.spaces.base import Operation, SpaceError, source_of
+from rznas_jax.spaces.base import Operation, ReplyFormat, SpaceError, source_of
 
 _TEXT = {
     "none": "outputs zeros: the edge is cut and passes no information.",
@@ -27,7 +27,7 @@ _TEXT = {
 
 
 @dataclasses.dataclass(frozen=True)
-class NB201Space:
+class NB201Space(ReplyFormat):
   """The NAS-Bench-201 cell space.
 
   Attributes:
@@ -185,15 +185,6 @@ class NB201Space:
 
   def reply_expression(self):
     return reply_format.nb201_genotype()
-
-  def arch_pattern(self) -> str:
-    return reply_format.arch_pattern(self)
-
-  def reply_schema(self) -> dict:
-    return reply_format.reply_schema(self)
-
-  def reply_grammar(self) -> str:
-    return reply_format.reply_grammar(self)
 
   # --- networks, scoring, ground truth -----------------------------------------------------------
 

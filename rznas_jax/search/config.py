@@ -133,16 +133,14 @@ def make_space(config: ml_collections.ConfigDict) -> spaces_lib.Space:
     ConfigError: an unknown space or a bad setting, in one sentence.
   """
   try:
-    space = spaces_lib.get(config.space)
-    return spaces_lib.from_section(config.space, config.get(space.CONFIG_SECTION),
-                                   dataset=config.dataset)
+    return spaces_lib.from_config(config.space, config, dataset=config.dataset)
   except spaces_lib.SpaceError as e:
     raise ConfigError(f"config.space {config.space!r}: {e}") from None
 
 
 def scoring_options(config: ml_collections.ConfigDict, space: spaces_lib.Space) -> dict:
   """The scoring options (`Space.SCORING_OPTIONS`) that the space's config section sets."""
-  return spaces_lib.split_options(space, config.get(space.CONFIG_SECTION) or {}, "SCORING_OPTIONS")
+  return spaces_lib.options(space, config, "SCORING_OPTIONS")
 
 
 # Keys that may change when a run is resumed: the length of the run and how the LLM is reached.

@@ -98,8 +98,7 @@ def build_network(config: ml_collections.ConfigDict, num_classes: int,
   other keys are network options (``config.macro``: ``no_reslink``, ``use_se``).
   """
   name, arch = resolve_arch(config.arch, config.space)
-  section = config.get(spaces.get(name).CONFIG_SECTION) or {}
-  space = spaces.from_section(name, section)
-  options = spaces.split_options(space, section, "NETWORK_OPTIONS")
+  space = spaces.from_config(name, config)
+  options = spaces.options(space, config, "NETWORK_OPTIONS")
   module, init = space.network(arch, num_classes=num_classes, image_shape=image_shape, **options)
   return Network(name, arch, module, init)

@@ -246,7 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = Tru
           "test_accuracy": record["test_accuracy"], "test_loss": record["test_loss"],
           "test_images": len(dataset.test.labels),
           "train_accuracy": record.get("train_accuracy"), "train_loss": record.get("train_loss")}
-  info.update(config[spaces.get(network.space).CONFIG_SECTION].to_dict())  # C, N; or the shortcuts
+  info.update(spaces.section(spaces.get(network.space), config))  # C, N; or the shortcuts
   if chief:
     checkpoint_lib.export_final(os.path.join(workdir, "final"), state.variables, info)
   checkpoints.close()
