@@ -43,6 +43,9 @@ class ModelOutput(NamedTuple):
     blocks: the feature maps AZ-NAS reads, in network order: NB201, the stem output (after its BN)
       and each cell's and reduction block's output (18 maps at full size); macro networks, each
       unit's output. Empty for a network that does not report them.
+    fan_ins: None, or a pytree like ``activations`` giving each activation's fan-in (Fisher's
+      weight) as a value, for networks where one activation slot serves several ops (the DARTS
+      switch form); None: Fisher reads the fan-in from the producing kernel's shape.
   """
 
   logits: jax.Array
@@ -51,6 +54,7 @@ class ModelOutput(NamedTuple):
   activations: Any
   batch_stats: Any
   blocks: tuple[jax.Array, ...] = ()
+  fan_ins: Any = None
 
 
 class ApplyFn(Protocol):

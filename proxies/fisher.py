@@ -26,7 +26,8 @@ def fisher(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> 
   (``reshape_elements``) before the sum, so each layer's channel sum is weighted by its
   ``fan_in = C_in * k_h * k_w`` (``in_features`` for a linear layer; ``k_h * k_w`` for a depthwise
   conv). The kernel of an activation is found in ``variables['params']`` by the activation's module
-  path (the top-level activation is the classifier's); `fisher_unweighted` is the plain channel sum
+  path (the top-level activation is the classifier's), unless the network gives the fan-ins
+  (``ModelOutput.fan_ins``); `fisher_unweighted` is the plain channel sum
   (the Fisher saliency of Theis et al.).
 
   Args:
@@ -75,13 +76,19 @@ def _fisher(apply_fn, variables, batch, weighted):
 
   def loss(perturbations):
     out = apply_fn({**variables, "perturbations": perturbations}, batch.images)
-    return network.cross_entropy(out.logits, batch.labels), out.activations
+    return network.cross_entropy(out.logits, batch.labels), (out.activations, out.fan_ins)
 
-  grads, acts = jax.grad(loss, has_aux=True)(zeros)
+  grads, (acts, fan_ins) = jax.grad(loss, has_aux=True)(zeros)
 
-  def layer_fisher(path, a, g):
+  def layer_fisher(path, a, g, fan_in=None):
     per_channel = jnp.sum(a * g, axis=tuple(range(1, a.ndim - 1)))
     value = 0.5 * jnp.sum(jnp.mean(jnp.square(per_channel), axis=0))
-    return value * kernel_fan_in(variables["params"], path) if weighted else value
+    if not weighted:
+      return value
+    if fan_in is not None:  # the network says it (ModelOutput.fan_ins)
+      return value * fan_in.astype(value.dtype)
+    return value * kernel_fan_in(variables["params"], path)
 
+  if fan_ins is not None:
+    return sum(jax.tree.leaves(jax.tree_util.tree_map_with_path(layer_fisher, acts, grads, fan_ins)))
   return sum(jax.tree.leaves(jax.tree_util.tree_map_with_path(layer_fisher, acts, grads)))
