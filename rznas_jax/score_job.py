@@ -221,9 +221,21 @@ def environment(space, scorer) -> dict[str, Any]:
   return record
 
 
-def sample(space, count: str, seed: int) -> list[Any]:
-  """A correlation's architectures: ``count`` of them drawn with ``seed``; 'all' or 0 for all."""
+def sample(space, count: str, seed: int, table: Any = None) -> list[Any]:
+  """A correlation's architectures: ``count`` of them drawn with ``seed``; 'all' or 0 for all.
+
+  A space that cannot be enumerated but has a table of some of its architectures (DARTS and
+  NAS-Bench-301) draws from the table's architectures (``table.archs``) instead."""
   text = str(count).strip()
+  if space.size is None and getattr(table, "archs", None):
+    listed = list(table.archs)
+    if text in ("all", "0"):
+      return [space.parse(a) for a in listed]
+    if not text.isdigit() or not 1 <= int(text) <= len(listed):
+      raise UserError(f"--num_archs={count!r} must be a count between 1 and {len(listed)} (the "
+                      f"architectures of {table.source}), or 'all' (or 0).")
+    picked = np.sort(np.random.default_rng(seed).choice(len(listed), int(text), replace=False))
+    return [space.parse(listed[i]) for i in picked]
   if text in ("all", "0"):
     if space.size is None:
       raise UserError(f"--num_archs={count!r}: the {space.name} space cannot be enumerated; give "
@@ -250,11 +262,11 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   space = spaces_lib.from_config(config.space, config, dataset=config.dataset or None)
   table = None
   if config.correlate:
-    archs = sample(space, config.archs, config.seed)
     table = space.benchmark(config.benchmark or None)
     if table is None:
       raise UserError(f"the {space.name} space has no benchmark table (its accuracies need "
                       "training), so there is nothing to correlate with; correlate with --space=nb201.")
+    archs = sample(space, config.archs, config.seed, table)
     table.check_covers(archs)
   else:
     try:

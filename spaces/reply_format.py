@@ -72,7 +72,7 @@ REPLY_KEY = "arch"
 
 _STRIDES = (1, 2)  # MacroSpace.validate: "stride is 1 or 2".
 _REGEX_SPECIAL = set("\\^$.|?*+()[]{}")
-_PLAIN_CHARS = set(string.ascii_letters + string.digits + "_~|+(),-")
+_PLAIN_CHARS = set(string.ascii_letters + string.digits + "_~|+(),-[]'= ")
 
 
 # --- an expression tree with two renderings ----------------------------------------------------
@@ -314,6 +314,23 @@ def macro_genotype(space) -> _Expr:
     return _Rule("arch", first)
   return _Rule("arch", _seq(first, _Repeat(_macro_blocks(space, later, "block"), 0,
                                            max_blocks - 1)))
+
+
+def literal(text: str) -> _Expr:
+  """A literal piece of a genotype (for a space that writes its own `reply_expression`)."""
+  return _Lit(text)
+
+
+def choice(items: list[_Expr], name: str | None = None) -> _Expr:
+  """One of ``items``; ``name`` makes it a named GBNF rule (letters, digits, dashes)."""
+  expr = _alt(list(items))
+  return _Rule(name, expr) if name else expr
+
+
+def sequence(*items: _Expr, name: str | None = None) -> _Expr:
+  """``items`` back to back; ``name`` makes it a named GBNF rule."""
+  expr = _seq(*items)
+  return _Rule(name, expr) if name else expr
 
 
 def _genotype(space) -> _Expr:

@@ -24,7 +24,7 @@ from rznas_jax.spaces import macro
 from rznas_jax.spaces import macro_spaces
 from rznas_jax.spaces import nb201
 
-MACRO_NAMES = [n for n in spaces.names() if n != "nb201"]
+MACRO_NAMES = [n for n in spaces.names() if spaces.get(n).CONFIG_SECTION == "macro"]  # the block grammar
 # The widest channel count `MacroSpace.validate` accepts (out and bottleneck; in is chained).
 MAX_CHANNELS = 2048
 

@@ -75,7 +75,8 @@ def listed_genotypes(text: str, header: str) -> list[str]:
   for line in text.split(header, 1)[1].splitlines()[1:]:
     if line.startswith("#"):
       break
-    match = re.match(r"^\d+\.\s+(\S+)", line)
+    # The genotype runs to the " (score ...)" suffix: a DARTS genotype has spaces in it.
+    match = re.match(r"^\d+\.\s+(.+?)(?:\s+\(score [^()]*\))?\s*$", line)
     if match:
       out.append(match.group(1))
   return out
