@@ -44,3 +44,16 @@ def augment(images: jax.Array, key: jax.Array, *, padding: int, flip: bool) -> j
   if not flip:
     flips = jnp.zeros_like(flips)
   return crop_and_flip(images, offsets, flips, padding)
+
+
+def cutout(images: jax.Array, key: jax.Array, length: int) -> jax.Array:
+  """Cutout (DeVries & Taylor, 2017, as quark0/darts ``utils.Cutout``): per image, a
+  ``length`` x ``length`` square centred on a uniform pixel, clipped at the borders, set to 0."""
+  b, h, w, _ = images.shape
+  cy_key, cx_key = jax.random.split(key)
+  cy = jax.random.randint(cy_key, (b, 1, 1), 0, h)
+  cx = jax.random.randint(cx_key, (b, 1, 1), 0, w)
+  ys, xs = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+  inside = ((ys >= cy - length // 2) & (ys < cy + length - length // 2) &
+            (xs >= cx - length // 2) & (xs < cx + length - length // 2))
+  return jnp.where(inside[..., None], jnp.zeros((), images.dtype), images)

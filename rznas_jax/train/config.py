@@ -65,6 +65,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.augment = ml_collections.ConfigDict()
   c.augment.crop_padding = 4  # random crop after zero padding; 0 disables
   c.augment.flip = True
+  c.augment.cutout = 0  # side of the square Cutout removes after normalisation (DARTS: 16); 0 off
 
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 2
@@ -107,7 +108,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                "log_every_steps", "eval_every_epochs", "nb201.channels", "nb201.cells_per_stage",
                "synthetic_images"):
     _positive(config, name)
-  for name in ("holdout", "augment.crop_padding", "optim.warmup_epochs", "optim.momentum",
+  for name in ("holdout", "augment.crop_padding", "augment.cutout", "optim.warmup_epochs", "optim.momentum",
                "optim.weight_decay", "optim.end_learning_rate"):
     _positive(config, name, 0)
   if not config.optim.learning_rate > 0:

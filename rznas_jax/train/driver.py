@@ -46,7 +46,8 @@ def load_data(config: ml_collections.ConfigDict) -> data_lib.Dataset:
 def step_spec(config: ml_collections.ConfigDict, dataset: data_lib.Dataset) -> loop.StepSpec:
   return loop.StepSpec(num_classes=dataset.num_classes, mean=dataset.mean, std=dataset.std,
                        crop_padding=config.augment.crop_padding, flip=config.augment.flip,
-                       label_smoothing=config.label_smoothing, compute_dtype=config.compute_dtype)
+                       label_smoothing=config.label_smoothing, compute_dtype=config.compute_dtype,
+                       cutout=config.augment.cutout)
 
 
 @functools.lru_cache(maxsize=4)

@@ -62,6 +62,8 @@ class StepSpec:
     flip: random horizontal flips.
     label_smoothing: the smoothing of the one-hot targets.
     compute_dtype: ``float32`` or ``bfloat16`` for activations and weights in the forward pass.
+    cutout: side of the square cut out of each training image after normalisation (set to 0,
+      the mean; DeVries & Taylor, as DARTS trains), centred anywhere in the image; 0 disables.
   """
 
   num_classes: int
@@ -71,18 +73,32 @@ class StepSpec:
   flip: bool = True
   label_smoothing: float = 0.0
   compute_dtype: str = "float32"
+  cutout: int = 0
 
 
-def _forward(module: nn.Module, spec: StepSpec, params, batch_stats, images, *, train: bool):
-  """Logits in float32 and (in train mode) the updated BN statistics."""
+def aux_weight(module: nn.Module) -> float:
+  """The weight of a module's auxiliary loss: its ``aux_weight`` attribute (0 when absent). A
+  module with a positive weight sows its auxiliary logits as ``intermediates/aux_logits`` in train
+  mode (the DARTS network's auxiliary head)."""
+  return float(getattr(module, "aux_weight", 0.0) or 0.0)
+
+
+def _forward(module: nn.Module, spec: StepSpec, params, batch_stats, images, *, train: bool,
+             key: jax.Array | None = None):
+  """Logits in float32 and (in train mode) the updated BN statistics and auxiliary logits (None
+  without an auxiliary head). ``key`` feeds the module's ``dropout`` stream (drop path)."""
   dtype = jnp.dtype(spec.compute_dtype)
   if dtype != jnp.float32:
     params = jax.tree.map(lambda p: p.astype(dtype), params)
     images = images.astype(dtype)
   variables = {"params": params, "batch_stats": batch_stats}
   if train:
-    logits, state = module.apply(variables, images, train=True, mutable=["batch_stats"])
-    return logits.astype(jnp.float32), state["batch_stats"]
+    mutable = ["batch_stats", "intermediates"] if aux_weight(module) > 0 else ["batch_stats"]
+    rngs = {"dropout": key} if key is not None else None
+    logits, state = module.apply(variables, images, train=True, mutable=mutable, rngs=rngs)
+    aux = state.get("intermediates", {}).get("aux_logits")
+    aux = None if aux is None else aux[0].astype(jnp.float32)
+    return logits.astype(jnp.float32), state["batch_stats"], aux
   return module.apply(variables, images, train=False).astype(jnp.float32), batch_stats
 
 
@@ -98,10 +114,16 @@ def loss_and_grads(module: nn.Module, spec: StepSpec, state: TrainState, images:
   key = jax.random.fold_in(state.key, state.step)
   images = augment_lib.augment(images, key, padding=spec.crop_padding, flip=spec.flip)
   images = augment_lib.normalize(images, spec.mean, spec.std)
+  if spec.cutout:
+    images = augment_lib.cutout(images, jax.random.fold_in(key, 2), spec.cutout)
+  weight = aux_weight(module)
 
   def loss_fn(params):
-    logits, batch_stats = _forward(module, spec, params, state.batch_stats, images, train=True)
+    logits, batch_stats, aux = _forward(module, spec, params, state.batch_stats, images, train=True,
+                                        key=jax.random.fold_in(key, 1))
     loss = cross_entropy(logits, labels, spec.num_classes, spec.label_smoothing).mean()
+    if aux is not None and weight > 0:
+      loss = loss + weight * cross_entropy(aux, labels, spec.num_classes, spec.label_smoothing).mean()
     return loss, (logits, batch_stats)
 
   return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
