@@ -23,6 +23,7 @@ _REGISTRY = {
     "zen_cifar": "rznas_jax.spaces.macro_spaces:zen_cifar",
     "mobilenet_imagenet": "rznas_jax.spaces.macro_spaces:mobilenet_imagenet",
     "maedet_coco": "rznas_jax.spaces.macro_spaces:maedet_coco",
+    "darts": "rznas_jax.spaces.darts:DartsSpace",
 }
 
 

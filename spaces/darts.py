@@ -412,3 +412,438 @@ DARTS_V2 = Genotype(
     reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
             ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
 )
+
+
+# --- the space -------------------------------------------------------------------------------------
+
+import json  # noqa: E402  (the space's part of the module)
+import os  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from rznas_jax.spaces import reply_format  # noqa: E402
+from rznas_jax.spaces.base import Operation, ReplyFormat, SpaceError, source_of  # noqa: E402
+
+OP_SETS = {"nb301": OPS_NB301, "darts": OPS_DARTS}
+
+_TEXT = {
+    "none": "outputs zeros: the edge carries nothing.",
+    "max_pool_3x3": "3x3 max pooling (padding 1; stride 2 on a reduction cell's inputs); in the "
+                    "scored network a BN without affine parameters follows it.",
+    "avg_pool_3x3": "3x3 average pooling (padding 1, padded pixels not counted; stride 2 on a "
+                    "reduction cell's inputs); in the scored network a BN follows it.",
+    "skip_connect": "the identity; on a reduction cell's inputs a factorized reduce (ReLU, two "
+                    "1x1 stride-2 convs on pixel grids offset by one, concatenated, BN).",
+    "sep_conv_3x3": "separable conv, twice: ReLU, 3x3 depthwise conv, 1x1 conv, BN (the first "
+                    "depthwise conv carries the stride).",
+    "sep_conv_5x5": "separable conv, twice: ReLU, 5x5 depthwise conv, 1x1 conv, BN.",
+    "dil_conv_3x3": "dilated separable conv, once: ReLU, 3x3 depthwise conv with dilation 2 "
+                    "(a 5x5 field), 1x1 conv, BN.",
+    "dil_conv_5x5": "dilated separable conv, once: ReLU, 5x5 depthwise conv with dilation 2 "
+                    "(a 9x9 field), 1x1 conv, BN.",
+}
+
+
+def canonical_genotype(genotype: Genotype) -> Genotype:
+  """``genotype`` with each node's two pairs in (input, op) order: the sum does not depend on it,
+  so two genotypes that differ only there are one architecture (and one string)."""
+  cells = {}
+  for cell in CELLS:
+    pairs = list(getattr(genotype, cell))
+    out = []
+    for i in range(0, len(pairs) - 1, 2):
+      out += sorted(pairs[i:i + 2], key=lambda p: (p[1], p[0]))
+    cells[cell] = tuple(out + pairs[len(out):])
+  return Genotype(cells["normal"], cells["reduce"], genotype.normal_concat, genotype.reduce_concat)
+
+
+@dataclasses.dataclass(frozen=True)
+class NB301Table:
+  """NASLib's NAS-Bench-301 zero-cost table as a benchmark: each genotype's surrogate-predicted
+  CIFAR-10 validation accuracy (a NAS-Bench-301 prediction, not a trained result) and NASLib's
+  stored proxy scores.
+
+  Attributes:
+    source: the file it was read from.
+    archs: the canonical genotypes, in file order.
+    accuracy: ``{"cifar10_nb301_predicted": float64 array}`` in the order of ``archs``.
+    stored: ``{proxy: float64 array}``, NASLib's scores in the order of ``archs``.
+  """
+  source: str
+  archs: tuple[str, ...]
+  accuracy: dict
+  stored: dict
+
+  ACCURACY = "cifar10_nb301_predicted"
+
+  @classmethod
+  def load(cls, path: str) -> "NB301Table":
+    """Reads NASLib's ``zc_nasbench301.json`` (``{"cifar10": {compact: {"val_accuracy": ...,
+    proxy: {"score": ...}}}}``)."""
+    try:
+      with open(path) as f:
+        data = json.load(f)
+      rows = data["cifar10"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise SpaceError(f"cannot read the NAS-Bench-301 table {path!r} ({e}); give NASLib's "
+                       "zc_nasbench301.json.") from None
+    archs, acc, stored = [], [], {}
+    for key, row in rows.items():
+      archs.append(canonical_genotype(from_compact(key)).genotype)
+      acc.append(float(row["val_accuracy"]))
+      for name, value in row.items():
+        if isinstance(value, dict) and "score" in value:
+          stored.setdefault(name, []).append(float(value["score"]))
+    return cls(str(path), tuple(archs), {cls.ACCURACY: np.asarray(acc, np.float64)},
+               {k: np.asarray(v, np.float64) for k, v in stored.items() if len(v) == len(archs)})
+
+  def index(self, genotype: str) -> int:
+    try:
+      return self._positions[genotype]
+    except KeyError:
+      raise KeyError(f"{genotype} is not in the table {self.source}.") from None
+
+  @property
+  def _positions(self) -> dict:
+    if "_pos" not in self.__dict__:
+      object.__setattr__(self, "_pos", {g: i for i, g in enumerate(self.archs)})
+    return self.__dict__["_pos"]
+
+  def check_covers(self, archs) -> None:
+    missing = [g for g in map(_text, archs) if g not in self._positions]
+    if missing:
+      raise SpaceError(f"the table {self.source} lacks {len(missing)} of the {len(archs)} "
+                       f"genotypes, e.g. {missing[0]}; correlate on the table's own genotypes.")
+
+  def lookup(self, archs, dataset: str) -> np.ndarray:
+    return self.accuracy[dataset][[self.index(_text(a)) for a in archs]]
+
+  def rank(self, arch, dataset: str) -> int:
+    """1 + the number of the table's genotypes with a higher accuracy."""
+    value = self.lookup([arch], dataset)[0]
+    return 1 + int(np.sum(self.accuracy[dataset] > value))
+
+
+def _text(arch) -> str:
+  return canonical_genotype(arch).genotype if isinstance(arch, Genotype) else str(arch)
+
+
+def default_table_path() -> str | None:
+  """NASLib's NAS-Bench-301 zero-cost table in ``../shared/data`` beside a checkout, if there."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  path = os.path.join(here, "..", "..", "shared", "data", "nb301", "automl_NASLib", "zc_nasbench301.json")
+  return os.path.normpath(path) if os.path.exists(path) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class DartsSpace(ReplyFormat):
+  """The DARTS cell space (NAS-Bench-301's, by default), scored on NASLib's proxy network.
+
+  Settings:
+    ops: ``nb301`` (the seven NAS-Bench-301 ops) or ``darts`` (adds ``none``, DARTS's eight).
+    channels, layers: the scored network (NASLib's NAS-Bench-301 setting: C = 32, 8 cells).
+  """
+  ops: str = "nb301"
+  channels: int = 32
+  layers: int = 8
+
+  name = "darts"
+  size = None  # about 10^18 genotypes (DARTS paper): not enumerable
+  SETTINGS = ("ops", "channels", "layers")
+  SCORING_OPTIONS = ()
+  NETWORK_OPTIONS = ("auxiliary_weight", "drop_path")
+  CONFIG_SECTION = "darts"
+  COST_KEYS = ("params", "flops")
+
+  def __post_init__(self):
+    if self.ops not in OP_SETS:
+      raise SpaceError(f"ops {self.ops!r} is not a DARTS op set; valid: {', '.join(OP_SETS)}.")
+    if int(self.channels) < 2 or int(self.channels) % 2:
+      raise SpaceError(f"channels is {self.channels}; it must be an even number of at least 2 "
+                       "(a factorized reduce splits it in halves).")
+    if int(self.layers) < 3:
+      raise SpaceError(f"layers is {self.layers}; a DARTS network needs at least 3 cells (two "
+                       "reduction cells at 1/3 and 2/3 of the depth).")
+
+  def configure(self, **settings: Any) -> "DartsSpace":
+    return dataclasses.replace(self, **{k: v for k, v in settings.items() if v is not None})
+
+  @staticmethod
+  def config_defaults() -> dict:
+    return {"ops": "nb301", "channels": 32, "layers": 8, "auxiliary_weight": 0.0, "drop_path": 0.0}
+
+  @property
+  def op_names(self) -> tuple[str, ...]:
+    return OP_SETS[self.ops]
+
+  def setting(self, num_classes: int = 10):
+    from rznas_jax.spaces import darts_net  # pylint: disable=g-import-not-at-top  (JAX)
+    return dataclasses.replace(darts_net.NASLIB, channels=int(self.channels), layers=int(self.layers),
+                               num_classes=num_classes, ops=self.op_names)
+
+  # --- genotypes ---------------------------------------------------------------------------------
+
+  def parse(self, genotype: str) -> Genotype:
+    """A `Genotype` from its DARTS string or NASLib's compact encoding."""
+    text = str(genotype).strip()
+    return from_compact(text) if text.startswith("[") else parse_genotype(text)
+
+  def canonical(self, arch: Genotype) -> str:
+    return canonical_genotype(arch).genotype
+
+  def check(self, genotype: str) -> tuple[str | None, list[str]]:
+    try:
+      arch = self.parse(genotype)
+    except DartsGenotypeError as e:
+      return None, [str(e)]
+    reasons = validate(arch, self.op_names)
+    return (None, reasons) if reasons else (self.canonical(arch), [])
+
+  def valid(self, genotype: str | Genotype) -> Genotype:
+    """The genotype value; DartsGenotypeError with every reason when it is not in the space."""
+    arch = self.parse(genotype) if isinstance(genotype, str) else genotype
+    reasons = validate(arch, self.op_names)
+    if reasons:
+      raise DartsGenotypeError(f"{arch.genotype[:300]} is not in the DARTS space: {' '.join(reasons)}")
+    return canonical_genotype(arch)
+
+  def archs(self, spec: str, seed: int) -> list[Genotype]:
+    """``random:N`` (N distinct genotypes drawn with ``seed``), or genotypes (DARTS strings or
+    compact encodings) separated by ``;``."""
+    text = str(spec).strip()
+    if text.startswith("random:"):
+      count = text[len("random:"):].strip()
+      if not count.isdigit() or int(count) < 1:
+        raise SpaceError(f"{spec!r} needs a positive count after 'random:', e.g. random:100.")
+      rng = np.random.default_rng(seed)
+      return [self.parse(g) for g in self.random_population(int(count), rng)]
+    items = [t for t in text.split(";") if t.strip()]
+    if not items:
+      raise SpaceError(f"{spec!r} is not 'random:N' or genotypes separated by ';' such as "
+                       f"{DARTS_V2.genotype!r}.")
+    return [self.valid(t) for t in items]
+
+  def _random_cell(self, rng: np.random.Generator) -> tuple[Pair, ...]:
+    """NASLib's NAS-Bench-301 sampler: per node two distinct inputs and two uniform ops."""
+    pairs = []
+    for k in range(NUM_NODES):
+      inputs = rng.choice(k + FIRST_NODE, 2, replace=False)
+      ops = rng.integers(len(self.op_names), size=2)
+      pairs += [(self.op_names[int(o)], int(i)) for o, i in zip(ops, inputs)]
+    return tuple(pairs)
+
+  def random_population(self, n: int, rng: np.random.Generator) -> list[str]:
+    if n < 1:
+      raise SpaceError(f"population size {n} must be at least 1.")
+    out: dict[str, None] = {}
+    while len(out) < n:
+      out[self.canonical(Genotype(self._random_cell(rng), self._random_cell(rng)))] = None
+    return list(out)
+
+  def random_mutation(self, genotype: str, rng: np.random.Generator) -> str:
+    """NASLib's NAS-Bench-301 mutation: in one cell, one pair gets another op or another input
+    (another op where no other input is legal, so the child always differs)."""
+    arch = self.parse(genotype)
+    cell = CELLS[int(rng.integers(2))]
+    pairs = list(getattr(arch, cell))
+    i = int(rng.integers(PAIRS_PER_CELL))
+    op, node = pairs[i]
+    sibling = pairs[i ^ 1][1]
+    choices = [n for n in range(FIRST_NODE + i // 2) if n not in (node, sibling)]
+    if rng.random() < 0.5 or not choices:  # node 2's pairs cannot be rewired: change the op
+      others = [o for o in self.op_names if o != op]
+      pairs[i] = (others[int(rng.integers(len(others)))], node)
+    else:
+      pairs[i] = (op, choices[int(rng.integers(len(choices)))])
+    cells = {c: tuple(pairs) if c == cell else getattr(arch, c) for c in CELLS}
+    return self.canonical(Genotype(cells["normal"], cells["reduce"]))
+
+  def edits(self, parent: str, child: str) -> list[str]:
+    """One kind per changed pair: ``<cell> <op>-><op>`` (an op changed), ``<cell> rewire`` (an
+    input changed), ``<cell> <op>~rewire`` when both changed (edges swapped between nodes)."""
+    a, b = canonical_genotype(self.parse(parent)), canonical_genotype(self.parse(child))
+    kinds = []
+    for cell in CELLS:
+      pa, pb = getattr(a, cell), getattr(b, cell)
+      changed = []
+      for i in range(0, min(len(pa), len(pb)), 2):  # per node: the pairs one has and not the other
+        gone = [p for p in pa[i:i + 2] if p not in pb[i:i + 2]]
+        new = [p for p in pb[i:i + 2] if p not in pa[i:i + 2]]
+        if len(gone) == 2 and len(new) == 2 and gone[0][1] != new[0][1]:
+          new = new[::-1]  # pair each old pair with the new one on the same input, if any
+        changed += zip(gone, new)
+      for (op1, n1), (op2, n2) in changed:
+        if op1 != op2 and n1 == n2:
+          kinds.append(f"{cell} {op1}->{op2}")
+        elif n1 != n2 and op1 == op2:
+          kinds.append(f"{cell} rewire")
+        elif n1 != n2:
+          kinds.append(f"{cell} {op1}->{op2}~rewire")
+    return kinds
+
+  def neighbours(self, genotype: str) -> list[str]:
+    """Every genotype one edit away: one pair's op changed, one pair rewired to another input,
+    or two pairs of different nodes swapped (when both inputs stay legal); canonical, distinct."""
+    arch = canonical_genotype(self.parse(genotype))
+    own = arch.genotype
+    out: dict[str, None] = {}
+    for cell in CELLS:
+      pairs = list(getattr(arch, cell))
+
+      def emit(new):
+        cells = {c: tuple(new) if c == cell else getattr(arch, c) for c in CELLS}
+        g = Genotype(cells["normal"], cells["reduce"])
+        if not validate(g, self.op_names):
+          text = self.canonical(g)
+          if text != own:
+            out.setdefault(text, None)
+
+      for i, (op, node) in enumerate(pairs):
+        for other in self.op_names:
+          if other != op:
+            emit(pairs[:i] + [(other, node)] + pairs[i + 1:])
+        for n in range(FIRST_NODE + i // 2):
+          if n != node:
+            emit(pairs[:i] + [(op, n)] + pairs[i + 1:])
+      for i in range(PAIRS_PER_CELL):
+        for j in range(i + 1, PAIRS_PER_CELL):
+          if i // 2 != j // 2:
+            new = list(pairs)
+            new[i], new[j] = pairs[j], pairs[i]
+            emit(new)
+    return list(out)
+
+  def costs(self, arch: Genotype | str) -> dict[str, float]:
+    """Exact parameters and FLOPs (multiply-accumulates) of the scored network (`setting`)."""
+    from rznas_jax.spaces import darts_net  # pylint: disable=g-import-not-at-top
+    arch = self.parse(arch) if isinstance(arch, str) else arch
+    setting = self.setting()
+    return {"params": float(darts_net.count_params(setting, arch)),
+            "flops": float(darts_net.count_flops(setting, arch))}
+
+  # --- the prompt --------------------------------------------------------------------------------
+
+  def operations(self) -> list[Operation]:
+    from rznas_jax.spaces import darts_net  # pylint: disable=g-import-not-at-top
+    code = source_of(darts_net._apply_op)  # pylint: disable=protected-access
+    pool = {"max_pool_3x3": source_of(darts_net._max_pool),  # pylint: disable=protected-access
+            "avg_pool_3x3": source_of(darts_net._avg_pool)}  # pylint: disable=protected-access
+    return [Operation(op, _TEXT[op], pool.get(op, code)) for op in self.op_names]
+
+  def rules(self) -> str:
+    setting = self.setting()
+    r1, r2 = setting.reductions
+    return "\n".join([
+        "A DARTS architecture is two cells, a normal cell and a reduction cell. Each cell has two "
+        "input nodes, 0 and 1 (the outputs of the two previous cells), and four intermediate "
+        "nodes 2, 3, 4, 5. Node k is the sum of two operations, each applied to one earlier node "
+        "(0..k-1); the cell's output concatenates nodes 2..5.",
+        "The genotype lists, per cell, eight (op, input) pairs, two per node in node order:",
+        "Genotype(normal=[('op', i), ('op', j), ... 8 pairs], normal_concat=[2, 3, 4, 5], "
+        "reduce=[... 8 pairs], reduce_concat=[2, 3, 4, 5])",
+        f"Allowed operations: {', '.join(self.op_names)}. The two inputs of a node must be "
+        "different nodes, and pairs 1-2 may read nodes 0-1, pairs 3-4 nodes 0-2, pairs 5-6 nodes "
+        "0-3, pairs 7-8 nodes 0-4.",
+        f"The scored network: a 3x3 conv stem ({setting.stem_multiplier * setting.channels} "
+        f"channels), then {setting.layers} cells; cells {r1} and {r2} (counting from 0) are "
+        f"reduction cells (their ops on nodes 0 and 1 have stride 2, and the width doubles), the "
+        f"others normal cells; C = {setting.channels} in the first stage. Each cell first maps "
+        "its inputs to C channels (ReLU, 1x1 conv, BN). Then global average pooling and a linear "
+        "classifier (10 CIFAR-10 classes, 32x32 inputs). Every normal cell uses the normal "
+        "genotype, every reduction cell the reduction genotype.",
+    ])
+
+  def construction_code(self) -> str:
+    from rznas_jax.spaces import darts_net  # pylint: disable=g-import-not-at-top
+    return source_of(darts_net.forward)
+
+  def example(self) -> tuple[str, str, str]:
+    parent = canonical_genotype(DARTS_V2)
+    normal = list(parent.normal)
+    normal[7] = ("sep_conv_3x3", normal[7][1])
+    child = canonical_genotype(Genotype(tuple(normal), parent.reduce))
+    return (parent.genotype, child.genotype,
+            "The parent's normal cell already stacks separable convs on its inputs; its last node "
+            "mixes a skip with a dilated conv. Replacing that dilated conv by a 3x3 separable conv "
+            "(two depthwise-pointwise stages instead of one) deepens the path into the cell's "
+            "output while keeping the skip as a shortcut.")
+
+  def reply_expression(self):
+    rf = reply_format
+    op = rf.choice([rf.literal(f"'{o}'") for o in self.op_names], name="op")
+    items: list = []
+    for cell in CELLS:
+      items.append(rf.literal(f"{'' if cell == 'normal' else ', '}{cell}=["))
+      for i in range(PAIRS_PER_CELL):
+        k = FIRST_NODE + i // 2
+        node = rf.choice([rf.literal(str(n)) for n in range(k)], name=f"in{k}")
+        items += [rf.literal("(" if i == 0 else ", ("), op, rf.literal(", "), node, rf.literal(")")]
+      items.append(rf.literal(f"], {cell}_concat=[2, 3, 4, 5]"))
+    return rf.sequence(rf.literal("Genotype("), *items, rf.literal(")"), name="arch")
+
+  # --- networks, scoring, ground truth -----------------------------------------------------------
+
+  def network(self, arch: Genotype | str, *, num_classes: int | None = None,
+              image_shape: tuple[int, int, int] | None = None, auxiliary_weight: float = 0.0,
+              drop_path: float = 0.0):
+    """``(module, init)``: the DARTS evaluation network of ``arch`` (quark0/darts NetworkCIFAR:
+    the space's C and cells, affine BN, pools without BN), ``num_classes`` outputs (default 10);
+    ``init(key)`` gives its PyTorch-default variables for ``image_shape`` (HWC, default 32x32)."""
+    from rznas_jax.spaces import darts_net  # pylint: disable=g-import-not-at-top
+    arch = self.valid(arch)
+    shape = image_shape or (32, 32, 3)
+    setting = dataclasses.replace(darts_net.EVAL, channels=int(self.channels), layers=int(self.layers),
+                                  num_classes=num_classes or 10, resolution=shape[0], ops=self.op_names)
+    module = darts_net.DartsNetwork(setting, arch, auxiliary=auxiliary_weight > 0,
+                                    drop_path=float(drop_path), aux_weight=float(auxiliary_weight))
+    return module, lambda key: darts_net.init_training_variables(module, key, shape)
+
+  def check_proxies(self, names) -> None:
+    from rznas_jax import proxies as proxy_lib  # pylint: disable=g-import-not-at-top
+    proxy_lib.check_for_space(names, self.COST_KEYS, self.name, reports_blocks=False)
+
+  def scorer(self, proxies, *, images=None, batch_size: int = 64, seed: int = 0, devices=None):
+    """A `darts_net.DartsScorer` (one compile per proxy for every genotype)."""
+    from rznas_jax.spaces import darts_net  # pylint: disable=g-import-not-at-top
+    self.check_proxies(proxies)
+    return darts_net.DartsScorer(proxies, self, images=images, batch_size=batch_size, seed=seed,
+                                 devices=devices)
+
+  def benchmark(self, path: str | None = None) -> NB301Table | None:
+    """NASLib's NAS-Bench-301 table at ``path`` (or in ``../shared/data`` beside the checkout);
+    None when there is none."""
+    path = path or default_table_path()
+    return NB301Table.load(path) if path else None
+
+  def draw(self, genotype: str, path: str, title: str | None = None) -> None:
+    """Both cells side by side: nodes 0, 1 (inputs), 2..5 and the output, edges labelled."""
+    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+    arch = canonical_genotype(self.parse(genotype))
+    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
+    for c, cell in enumerate(CELLS):
+      ax = fig.add_subplot(1, 2, c + 1)
+      pos = {0: (0.0, 1.0), 1: (0.0, -1.0), 2: (1.3, 1.5), 3: (2.2, 0.5), 4: (2.2, -0.5),
+             5: (1.3, -1.5), "out": (3.4, 0.0)}
+      for i, (op, node) in enumerate(getattr(arch, cell)):
+        k = FIRST_NODE + i // 2
+        (x0, y0), (x1, y1) = pos[node], pos[k]
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="-|>", lw=1.4,
+                                                             shrinkA=12, shrinkB=12,
+                                                             connectionstyle=f"arc3,rad={0.15 * (i % 2 * 2 - 1)}"))
+        ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12 * (i % 2 * 2 - 1), op, fontsize=7, ha="center",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="grey", lw=0.5))
+      for k in range(FIRST_NODE, FIRST_NODE + NUM_NODES):
+        ax.annotate("", pos["out"], pos[k], arrowprops=dict(arrowstyle="-|>", lw=0.8, color="grey",
+                                                            shrinkA=12, shrinkB=14, linestyle="--"))
+      for name, (x, y) in pos.items():
+        ax.scatter([x], [y], s=500, color="white" if name != "out" else "#dddddd",
+                   edgecolors="black", zorder=3)
+        ax.text(x, y, "c_out" if name == "out" else str(name), ha="center", va="center", zorder=4,
+                fontsize=9)
+      ax.set_title(f"{cell} cell", fontsize=10)
+      ax.set_xlim(-0.5, 3.9)
+      ax.set_ylim(-2.1, 2.1)
+      ax.axis("off")
+    fig.suptitle(title or "DARTS cells (nodes 0, 1: the two previous cells' outputs)", fontsize=10)
+    fig.savefig(path, dpi=120)
