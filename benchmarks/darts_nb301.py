@@ -33,7 +33,7 @@ from rznas_jax import spaces
 _SCORES = flags.DEFINE_list("scores", None, "launch.correlate output folders (scores.csv).", required=True)
 _TABLE = flags.DEFINE_string("table", None, "zc_nasbench301.json (default: ../shared/data).")
 _OUT = flags.DEFINE_string("out", "", "Write the figures as JSON here.")
-_DEFAULT = flags.DEFINE_string("aggregate", "rank:naswot+synflow+flops", "The fitness to report.")
+_DEFAULT = flags.DEFINE_string("aggregate", "rank:naswot+params", "The fitness to report.")
 
 NASLIB_NAMES = {"naswot": "nwot"}  # ours -> NASLib's key
 

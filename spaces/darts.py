@@ -498,11 +498,15 @@ class NB301Table:
     return cls(str(path), tuple(archs), {cls.ACCURACY: np.asarray(acc, np.float64)},
                {k: np.asarray(v, np.float64) for k, v in stored.items() if len(v) == len(archs)})
 
-  def index(self, genotype: str) -> int:
+  def __len__(self) -> int:
+    return len(self.archs)
+
+  def index(self, genotype: str | Genotype) -> int:
+    """The row of ``genotype`` (a string or a `Genotype`); KeyError when the table lacks it."""
     try:
-      return self._positions[genotype]
+      return self._positions[_text(genotype)]
     except KeyError:
-      raise KeyError(f"{genotype} is not in the table {self.source}.") from None
+      raise KeyError(f"{_text(genotype)} is not in the table {self.source}.") from None
 
   @property
   def _positions(self) -> dict:
@@ -517,7 +521,7 @@ class NB301Table:
                        f"genotypes, e.g. {missing[0]}; correlate on the table's own genotypes.")
 
   def lookup(self, archs, dataset: str) -> np.ndarray:
-    return self.accuracy[dataset][[self.index(_text(a)) for a in archs]]
+    return self.accuracy[dataset][[self.index(a) for a in archs]]
 
   def rank(self, arch, dataset: str) -> int:
     """1 + the number of the table's genotypes with a higher accuracy."""

@@ -202,3 +202,18 @@ def test_training_a_darts_genotype_learns_and_resumes_exactly(tmp_path):
   a, b = final(whole), final(broken)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_nb301_table_reads_naslib_and_knows_what_it_lacks(naslib):
+  table = spaces.get("darts").benchmark(NB301_JSON)
+  assert len(table) == len(naslib) == 725
+  key, row = next(iter(naslib.items()))
+  genotype = darts.canonical_genotype(darts.from_compact(key))
+  assert table.lookup([genotype], table.ACCURACY)[0] == row["val_accuracy"]
+  assert table.stored["nwot"][table.index(genotype)] == row["nwot"]["score"]
+  best = int(np.argmax(table.accuracy[table.ACCURACY]))
+  assert table.rank(table.archs[best], table.ACCURACY) == 1
+  with pytest.raises(KeyError, match="is not in the table"):
+    table.index(darts.DARTS_V2)
+  with pytest.raises(spaces.SpaceError, match="lacks 1 of the 2 genotypes"):
+    table.check_covers([genotype, darts.DARTS_V2])

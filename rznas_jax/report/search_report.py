@@ -129,6 +129,13 @@ def _accuracy_section(page, run, hist, benchmark, fig_dir, out_dir) -> int | Non
     page.paragraph(f"The {html.escape(run.space)} space has no benchmark table: no accuracies.", note=True)
     return None
   found = space.parse(hist.best_genotype[-1])
+  try:
+    table.index(found)
+  except KeyError:  # a partial table (NAS-Bench-301's 725 DARTS genotypes)
+    page.paragraph(html.escape(f"The found architecture is not among the {len(table):,} of the "
+                               f"{table.source} table, so it has no benchmark accuracy; train it "
+                               "(launch.train) to measure one."), note=True)
+    return None
   page.paragraph(html.escape(
       f"The found cell (index {table.index(found)} of the {table.source} table): test accuracy " +
       ", ".join(f"{d} {table.lookup([found], d)[0]:.2f} % (rank {table.rank(found, d):,} of "

@@ -302,10 +302,17 @@ def summary(config, space, state: state_lib.SearchState, wall_seconds: float,
       **{k: float(v) for k, v in space.costs(best.genotype).items() if k in space.COST_KEYS},
   }
   table = benchmark_table(space, config.benchmark)
-  if table is not None:  # the space's packaged table unless config.benchmark names another
-    arch = space.parse(best.genotype)
+  arch = space.parse(best.genotype) if table is not None else None
+  try:
+    index = table.index(arch) if table is not None else None
+  except KeyError:  # a table of some of the space's architectures (NAS-Bench-301's 725 DARTS cells)
     out["benchmark"] = table.source
-    out["benchmark_index"] = table.index(arch)
+    out["benchmark_note"] = (f"the found architecture is not among the {len(table)} of the "
+                             "table: its accuracy needs training")
+    index = None
+  if index is not None:  # the space's packaged table unless config.benchmark names another
+    out["benchmark"] = table.source
+    out["benchmark_index"] = index
     out["test_accuracy"] = {d: float(table.lookup([arch], d)[0]) for d in table.accuracy}
     out["test_rank"] = {d: table.rank(arch, d) for d in table.accuracy}  # 1 = best; ties share
     out["benchmark_cells"] = len(table)
