@@ -163,8 +163,10 @@ class _Reader:
 
   def fail(self, expected: str, tok: _Token | None = None):
     tok = tok or self.peek()
-    shown = tok.text if tok.kind == "end" else repr(tok.text)
-    raise DartsGenotypeError(f"unexpected {shown} at character {tok.pos} of the {self.what}; "
+    if tok.kind == "end":
+      raise DartsGenotypeError(f"the {self.what} ends too early (character {tok.pos}); expected "
+                               f"{expected}.")
+    raise DartsGenotypeError(f"unexpected {tok.text!r} at character {tok.pos} of the {self.what}; "
                              f"expected {expected}.")
 
   def take(self, kind: str, value=None, expected: str | None = None) -> _Token:
@@ -846,7 +848,7 @@ class DartsSpace(ReplyFormat):
         ax.text(x, y, "c_out" if name == "out" else str(name), ha="center", va="center", zorder=4,
                 fontsize=9)
       ax.set_title(f"{cell} cell", fontsize=10)
-      ax.set_xlim(-0.5, 3.9)
+      ax.set_xlim(-0.5, 4.0)
       ax.set_ylim(-2.1, 2.1)
       ax.axis("off")
     fig.suptitle(title or "DARTS cells (nodes 0, 1: the two previous cells' outputs)", fontsize=10)

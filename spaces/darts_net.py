@@ -452,7 +452,7 @@ def forward(setting: DartsSetting, genotype, variables: dict, images: jax.Array,
       total = None
       for j in (2 * k, 2 * k + 1):
         op, node = getattr(genotype, darts.CELLS[cell])[j]
-        y = _fixed_pair(rec, setting, classes, op, node, p[f"pair{j}"], (name, f"pair{j}"), bn)
+        y = _fixed_pair(rec, setting, classes, op, node, p.get(f"pair{j}", {}), (name, f"pair{j}"), bn)
         total = y if total is None else total + y
       nodes.append(total)
     s0, s1 = s1, jnp.concatenate(nodes, axis=-1)

@@ -138,7 +138,7 @@ def test_validate_reports_every_reason_and_parse_errors():
     ("Genotype(normal=[], reduce=[], reduce_concat=[2, 3, 4, 5], normal_concat=list(2))", "'list'"),
     ("Genotype(normal=[], normal=[])", "'normal'"),
     ("Genotype(normal=[], reduce=[], normal_concat=[2, 3, 4, 5])", "'reduce_concat'"),
-    ("Genotype(normal=[('sep_conv_3x3', 0)", "the end of the text"),
+    ("Genotype(normal=[('sep_conv_3x3', 0)", "ends too early (character 36); expected ',' or ']'"),
     ("__import__('os').system('true')", "'__import__'"),
 ])
 def test_bad_genotype_strings_name_the_token(text, token):
@@ -153,7 +153,7 @@ def test_bad_genotype_strings_name_the_token(text, token):
     ("[[(0, 0, 1)], [(0, 0)]]", "two integers"),
     ("[[(0, 0)]]", "2 cells"),
     ("[[(0, x)], [(0, 0)]]", "'x'"),
-    ("[[(0, 0)], [(0, 0)]", "the end of the text"),
+    ("[[(0, 0)], [(0, 0)]", "ends too early"),
 ])
 def test_bad_compact_strings(text, token):
   with pytest.raises(DartsGenotypeError, match=None) as e:
