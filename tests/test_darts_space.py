@@ -142,7 +142,8 @@ def test_switch_network_equals_the_network_of_the_genotype():
 
 
 @pytest.mark.parametrize("archs,needle", [
-    ("Genotype(normal=[('sep_conv_3x3', 0)], reduce=[])", "the normal cell has 1 (op, input) pairs"),
+    ("Genotype(normal=[('sep_conv_3x3', 0)], normal_concat=[2, 3, 4, 5], reduce=[], "
+     "reduce_concat=[2, 3, 4, 5])", "the normal cell has 1 (op, input) pairs"),
     (darts.DARTS_V2.genotype.replace("'skip_connect', 0", "'conv_7x7', 0", 1), "unknown op 'conv_7x7'"),
     ("Genotype(normal=[('sep_conv_3x3', 0)", "expected"),
 ])

@@ -210,7 +210,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_final_state(tmp_path):
 
 @pytest.mark.parametrize("override,needle", [
     ("--config.proxy=synflw", "synflw"),
-    ("--config.space=darts", "darts"),
+    ("--config.space=nb101", "nb101"),
     ("--config.search.mutation=crossover", "crossover"),
     ("--config.llm.backend=claude", "claude"),
     ("--config.data=/no/such/file.npz", "/no/such/file.npz"),

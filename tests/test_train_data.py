@@ -197,7 +197,7 @@ def test_architecture_sources(tmp_path):
     ("compute_dtype", "float16", "valid: float32, bfloat16"),
     ("batch_size", 0, "config.batch_size is 0; it must be at least 1"),
     ("label_smoothing", 1.0, "must be in [0, 1)"),
-    ("space", "darts", "config.space 'darts' is unknown"),
+    ("space", "nb101", "config.space 'nb101' is unknown"),
 ])
 def test_bad_config_values_name_themselves(key, value, needle):
   c = config_lib.default_config()
