@@ -39,6 +39,7 @@ statistics are not tracked (``batch_stats`` is empty): proxies score freshly ini
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Sequence
@@ -741,8 +742,14 @@ def __getattr__(name):  # the Flax class is made on first use (this module stays
   raise AttributeError(name)
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_init(module, image_shape: tuple[int, ...]):
+  images = jnp.zeros((2,) + image_shape, jnp.float32)
+  return jax.jit(lambda k: module.init({"params": k, "dropout": k}, images, train=True))
+
+
 def init_training_variables(module, key: jax.Array, image_shape=(32, 32, 3)) -> dict:
-  """``module.init`` on a batch of two images: PyTorch-default weights, BN 1/0, running 0/1."""
-  images = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
-  variables = jax.jit(lambda k: module.init({"params": k, "dropout": k}, images, train=True))(key)
+  """``module.init`` on a batch of two images (train mode, so the auxiliary head is made):
+  PyTorch-default weights, BN 1/0, running 0/1. Compiled once per (module, image shape)."""
+  variables = _jitted_init(module, tuple(image_shape))(key)
   return {k: v for k, v in variables.items() if k in ("params", "batch_stats")}

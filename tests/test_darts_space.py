@@ -118,9 +118,12 @@ def test_switch_network_equals_the_network_of_the_genotype():
   """The switch form (every candidate op's parameters, genotype as arrays) gives the logits of
   the network built for the genotype with the same parameters of its ops."""
   import dataclasses
-  s = dataclasses.replace(darts_net.NASLIB, channels=4, layers=3, resolution=8)
-  space = spaces.get("darts")
-  g = space.parse(space.random_population(1, np.random.default_rng(3))[0])
+  ops = ("max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_5x5")  # fewer branches to compile
+  s = dataclasses.replace(darts_net.NASLIB, channels=4, layers=3, resolution=8, ops=ops)
+  rng = np.random.default_rng(3)
+  cells = [tuple((ops[int(rng.integers(len(ops)))], int(i)) for k in range(4)
+                 for i in rng.choice(k + 2, 2, replace=False)) for _ in range(2)]
+  g = darts.canonical_genotype(darts.Genotype(*cells))
   full = darts_net.init_params(s, jax.random.key(0))
   fixed = {}
   for name, tree in full.items():
@@ -134,7 +137,7 @@ def test_switch_network_equals_the_network_of_the_genotype():
       fixed[name][f"pair{j}"] = {op: tree[f"pair{j}"][op]} if keep and op in tree[f"pair{j}"] else {}
   x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 8, 8, 3)), jnp.float32)
   a = jax.jit(lambda p, genes: darts_net.forward(s, genes, {"params": p}, x).logits)(
-      full, jnp.asarray(darts_net.arrays(g)))
+      full, jnp.asarray(darts_net.arrays(g, ops)))
   b = jax.jit(lambda p: darts_net.forward(s, g, {"params": p}, x).logits)(fixed)
   np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
   assert float(jnp.std(b)) > 0.01  # not a degenerate network
@@ -167,7 +170,9 @@ def test_training_a_darts_genotype_learns_and_resumes_exactly(tmp_path):
   from rznas_jax.train import optim
 
   config = train_darts_cifar10.get_config()
-  config.arch = darts.DARTS_V2.genotype
+  cell = (("sep_conv_3x3", 0), ("skip_connect", 1), ("max_pool_3x3", 0), ("skip_connect", 2),
+          ("skip_connect", 1), ("avg_pool_3x3", 3), ("skip_connect", 0), ("dil_conv_3x3", 4))
+  config.arch = darts.Genotype(cell, cell).genotype  # few convs: a short compile
   config.data = need(CIFAR_NPZ)
   config.holdout = 200
   config.darts.channels, config.darts.layers = 4, 3
@@ -191,10 +196,11 @@ def test_training_a_darts_genotype_learns_and_resumes_exactly(tmp_path):
     train.run(config, broken, progress=False, on_step=kill)
   train.run(config, broken, progress=False)
 
+  net = train.build_network(config, 10, (32, 32, 3))
+  tx, _ = optim.make_optimizer(config.optim, 4, config.epochs)
+  like = loop.TrainState.create(net.init(jax.random.key(0)), tx, jax.random.key(1))
+
   def final(workdir):
-    net = train.build_network(config, 10, (32, 32, 3))
-    tx, _ = optim.make_optimizer(config.optim, 4, config.epochs)
-    like = loop.TrainState.create(net.init(jax.random.key(0)), tx, jax.random.key(1))
     ckpt = checkpoint_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
     state, _ = ckpt.restore(ckpt.latest_step(), like)
     ckpt.close()
