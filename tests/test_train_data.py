@@ -216,3 +216,18 @@ def test_launch_configs_load():
     c.arch = c.arch or GENOTYPE
     c.data = c.data or "/data"
     config_lib.check_config(c)
+
+
+def test_cutout_zeroes_the_clipped_square_around_each_drawn_centre():
+  from rznas_jax.train import augment
+  images = jnp.ones((6, 10, 12, 3), jnp.float32)
+  key = jax.random.key(3)
+  out = np.asarray(augment.cutout(images, key, 4))
+  cy_key, cx_key = jax.random.split(key)  # the centres cutout draws
+  cys = np.asarray(jax.random.randint(cy_key, (6, 1, 1), 0, 10)).ravel()
+  cxs = np.asarray(jax.random.randint(cx_key, (6, 1, 1), 0, 12)).ravel()
+  for img, cy, cx in zip(out, cys, cxs):
+    want = np.ones((10, 12), np.float32)
+    want[max(cy - 2, 0):min(cy + 2, 10), max(cx - 2, 0):min(cx + 2, 12)] = 0.0
+    np.testing.assert_array_equal(img[..., 0], want)
+    np.testing.assert_array_equal(img[..., 2], want)
