@@ -23,7 +23,7 @@ def need(path):
 # pytest-xdist hands tests out in collection order, so starting these first keeps both workers busy
 # to the end instead of leaving one idle while the other finishes a long test.
 SLOW_FIRST = ("test_local_model.py", "test_sharding.py", "test_scoring.py",
-              "test_distributed_search.py")
+              "test_distributed_search.py", "test_darts_space.py")
 
 
 def pytest_collection_modifyitems(items):

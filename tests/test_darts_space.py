@@ -160,7 +160,7 @@ def test_bad_darts_strings_are_one_sentence_and_exit_2(archs, needle):
 
 def test_training_a_darts_genotype_learns_and_resumes_exactly(tmp_path):
   """A tiny DARTS network (C = 4, 3 cells, auxiliary head, drop path, Cutout) on the real CIFAR-10
-  images: the loss falls over 3 epochs, and a run killed after step 5 resumes to the same
+  images: the loss falls over 2 epochs, and a run killed after step 5 resumes to the same
   parameters bit for bit."""
   from launch.configs import train_darts_cifar10
   from rznas_jax import train
@@ -177,7 +177,7 @@ def test_training_a_darts_genotype_learns_and_resumes_exactly(tmp_path):
   config.holdout = 200
   config.darts.channels, config.darts.layers = 4, 3
   config.augment.cutout = 8
-  config.epochs, config.batch_size, config.checkpoint_every_steps = 3, 200, 2
+  config.epochs, config.batch_size, config.checkpoint_every_steps = 2, 200, 2
   config.optim.learning_rate = 0.05
 
   class Interrupted(Exception):
@@ -191,7 +191,7 @@ def test_training_a_darts_genotype_learns_and_resumes_exactly(tmp_path):
   train.run(config, whole, progress=False)
   records = metrics_lib.read_metrics(whole)
   losses = [r["train_loss"] for r in records]
-  assert len(losses) == 3 and losses[-1] < losses[0], losses
+  assert len(losses) == 2 and losses[-1] < losses[0], losses
   with pytest.raises(Interrupted):
     train.run(config, broken, progress=False, on_step=kill)
   train.run(config, broken, progress=False)
