@@ -11,8 +11,6 @@ is the per-genotype form's cost of one new genotype over the switch form's.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 from absl import app
@@ -22,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rznas_jax import proxies as proxy_lib
+from rznas_jax import results
 from rznas_jax import scorer as scorer_lib
 from rznas_jax import spaces
 from rznas_jax.proxies.base import Batch
@@ -76,9 +75,7 @@ def main(argv):
           f"more compiled per genotype; the switch pays off after "
           f"{switch[0] / max(per_new - switch[1], 1e-9):.1f} genotypes", flush=True)
   if _OUT.value:
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    with open(_OUT.value, "w") as f:
-      json.dump(out, f, indent=1)
+    results.write_json(_OUT.value, out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Reads ``scores.csv`` of one or more ``launch.correlate --space=darts`` runs (eac
 from __future__ import annotations
 
 import csv
-import json
 import os
 
 from absl import app
@@ -28,6 +27,7 @@ import numpy as np
 from scipy import stats
 
 from rznas_jax import fitness
+from rznas_jax import results
 from rznas_jax import spaces
 
 _SCORES = flags.DEFINE_list("scores", None, "launch.correlate output folders (scores.csv).", required=True)
@@ -128,9 +128,7 @@ def main(argv):
     print(f"{name:<40} n={row['n']} ours {o['spearman']:.3f}/{o['kendall']:.3f}"
           + ("" if n is None else f"  NASLib {n['spearman']:.3f}/{n['kendall']:.3f}"))
   if _OUT.value:
-    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
-    with open(_OUT.value, "w") as f:
-      json.dump(out, f, indent=1)
+    results.write_json(_OUT.value, out)
 
 
 if __name__ == "__main__":

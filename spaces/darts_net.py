@@ -322,11 +322,16 @@ class _Record:
       node = None if node is None else node.get(name)
     return node
 
-  def act(self, y, path: tuple[str, ...], fan_in):
+  def store(self, path: tuple[str, ...], y, fan_in) -> None:
+    """Records the activation ``y`` at ``path`` with its fan-in."""
     node_a, node_f = self.acts, self.fan_ins
     for name in path[:-1]:
       node_a, node_f = node_a.setdefault(name, {}), node_f.setdefault(name, {})
     node_a[path[-1]], node_f[path[-1]] = y, jnp.asarray(fan_in, jnp.float32)
+
+  def act(self, y, path: tuple[str, ...], fan_in):
+    """`store`, then the perturbation at ``path`` (if any) added to ``y``."""
+    self.store(path, y, fan_in)
     p = self.pert(*path)
     return y if p is None else y + p.astype(y.dtype)
 
@@ -398,8 +403,7 @@ def _switched_cell(rec: _Record, setting: DartsSetting, a, b, reduction: bool, c
                                             p[f"pair{j}"], perts, bn)
       rec.relus.extend((x, w) for x, w in relus)
       for m in range(_ACT_SLOTS):
-        for tree, value in ((rec.acts, acts[m]), (rec.fan_ins, fans[m])):
-          tree.setdefault(name, {}).setdefault(f"pair{j}", {})[f"a{m}"] = value
+        rec.store((name, f"pair{j}", f"a{m}"), acts[m], fans[m])
       total = y if total is None else total + y
     nodes.append(total)
   return jnp.concatenate(nodes, axis=-1)
@@ -417,10 +421,7 @@ def _fixed_pair(rec: _Record, setting: DartsSetting, classes, op: str, node: int
   for r in r_in + r_mid:
     rec.relus.append((r, jnp.ones((), r.dtype)))
   for j, (a, fan_in) in enumerate(acts):
-    node_a, node_f = rec.acts, rec.fan_ins
-    for name in path:
-      node_a, node_f = node_a.setdefault(name, {}), node_f.setdefault(name, {})
-    node_a[f"a{j}"], node_f[f"a{j}"] = a, jnp.asarray(fan_in, jnp.float32)
+    rec.store(path + (f"a{j}",), a, fan_in)
   return y
 
 
