@@ -8,10 +8,12 @@ from rznas_jax.proxies.analytic import flops, params
 from rznas_jax.proxies.az_nas import (az_expressivity, az_expressivity_real, az_nas_components,
                                      az_progressivity, az_progressivity_real, az_trainability,
                                      az_trainability_real)
+from rznas_jax.proxies.epe_nas import epe_nas
 from rznas_jax.proxies.fisher import fisher, fisher_unweighted
 from rznas_jax.proxies.grad_norm import grad_norm, grad_norm_zen
 from rznas_jax.proxies.grasp import grasp
 from rznas_jax.proxies.jacov import jacov
+from rznas_jax.proxies.l2_norm import l2_norm, plain
 from rznas_jax.proxies.naswot import naswot
 from rznas_jax.proxies.snip import snip
 from rznas_jax.proxies.synflow import synflow, synflow_zen

@@ -17,14 +17,15 @@ import pytest
 
 from rznas_jax import proxies
 from rznas_jax.proxies import Batch, ModelOutput, UnknownProxyError
+from rznas_jax.proxies.epe_nas import epe_score
 from rznas_jax.proxies.zico import zico_score
 
 BATCH, SIZE, IN_CH, WIDTH, CLASSES = 8, 8, 3, 4, 3
 EPS_BN, MOMENTUM = 1e-5, 0.1
 GAMMA = 1e-2  # Zen-score's mixup gamma
 
-ALL_PROXIES = ["fisher", "fisher_unweighted", "flops", "grad_norm", "grad_norm_zen", "grasp", "jacov", "naswot",
-               "params", "snip", "synflow", "synflow_zen", "te_nas", "zen", "zico"]
+ALL_PROXIES = ["epe_nas", "fisher", "fisher_unweighted", "flops", "grad_norm", "grad_norm_zen", "grasp", "jacov",
+               "l2_norm", "naswot", "params", "plain", "snip", "synflow", "synflow_zen", "te_nas", "zen", "zico"]
 NETWORK_PROXIES = [n for n in ALL_PROXIES if n not in ("params", "flops")]
 
 
@@ -253,6 +254,41 @@ def ref_jacov(p, x, labels, eps):
   return -np.sum(np.log(v + 1e-5) + 1.0 / (v + 1e-5))
 
 
+def ref_l2_norm(p, x, labels, eps):
+  return sum(np.linalg.norm(w) for w, _ in np_kernel_pairs(p, p))
+
+
+def ref_plain(p, x, labels, eps):
+  grads, _, _ = np_loss_grads(p, x, labels)
+  return sum(np.sum(w * g) for w, g in np_kernel_pairs(p, grads))
+
+
+def epe_reference_score(jac, labels, n_classes):
+  """NASLib's ``eval_score_perclass``, restated: per class in order of first appearance, stacked
+  rows, ``np.corrcoef``; a one-sample class gives a 0-d corrcoef, which has no ``len``."""
+  rows = {}
+  for i, label in enumerate(labels):
+    rows.setdefault(label, []).append(jac[i])
+  per_class = {}
+  for c, r in rows.items():
+    corrs = np.corrcoef(np.stack(r)) if len(r) > 1 else np.corrcoef(r[0])
+    s = np.sum(np.log(np.abs(corrs) + 1e-5))
+    if n_classes > 100:
+      if np.ndim(corrs) == 0:
+        continue
+      s /= len(corrs)
+    per_class[c] = s
+  if n_classes <= 100:
+    return sum(abs(s) for s in per_class.values())
+  return sum(abs(a - b) for a in per_class.values() for b in per_class.values()) / len(per_class)
+
+
+def ref_epe_nas(p, x, labels, eps):
+  logits, cache = np_forward(p, x)
+  _, _, dx = np_backward(p, cache, np.ones_like(logits))
+  return epe_reference_score(dx.reshape(len(x), -1), labels, logits.shape[-1])
+
+
 def ref_synflow(p, x, labels, eps):
   q = np_abs(p)
   ones = np.ones((1,) + x.shape[1:])
@@ -329,7 +365,7 @@ REFERENCES = {
     "grad_norm": ref_grad_norm, "grad_norm_zen": ref_grad_norm_zen, "snip": ref_snip,
     "grasp": ref_grasp, "fisher": ref_fisher, "fisher_unweighted": ref_fisher_unweighted, "jacov": ref_jacov, "synflow": ref_synflow,
     "synflow_zen": ref_synflow_zen, "naswot": ref_naswot, "zen": ref_zen, "zico": ref_zico,
-    "te_nas": ref_te_nas,
+    "te_nas": ref_te_nas, "l2_norm": ref_l2_norm, "plain": ref_plain, "epe_nas": ref_epe_nas,
 }
 
 
@@ -410,7 +446,7 @@ def test_registry_settings():
   assert settings["synflow"][2] == settings["synflow_zen"][2] == "float64"
   for name in ("grad_norm_zen", "synflow_zen", "zen", "te_nas", "naswot"):
     assert settings[name][:2] == ("gaussian", "gaussian"), name
-  for name in ("grad_norm", "snip", "grasp", "fisher", "jacov", "zico"):
+  for name in ("grad_norm", "snip", "grasp", "fisher", "jacov", "zico", "l2_norm", "plain", "epe_nas"):
     assert settings[name][:2] == ("pytorch", "real"), name
   assert settings["params"][1] == settings["flops"][1] == "none"
 
@@ -474,8 +510,9 @@ MACRO_COSTS = ("params", "flops", "layers", "arch", "resolution", "convention")
      "nothing); in bare use a network proxy (no analytic proxy applies)."),
     (["zen", "az_expressivity"], MACRO_COSTS, "zen_cifar", {"convention": "zen", "reports_blocks": False},
      "proxy 'az_expressivity' reads every block's output, which the zen_cifar networks do not "
-     "report yet; in zen_cifar use one of fisher, fisher_unweighted, grad_norm, grad_norm_zen, "
-     "grasp, jacov, naswot, snip, synflow, synflow_zen, te_nas, zen, zico (or an aggregate of them)."),
+     "report yet; in zen_cifar use one of epe_nas, fisher, fisher_unweighted, grad_norm, "
+     "grad_norm_zen, grasp, jacov, l2_norm, naswot, plain, snip, synflow, synflow_zen, te_nas, zen, "
+     "zico (or an aggregate of them)."),
 ])
 def test_check_for_space_refuses_with_one_sentence(names, costs, space, kw, message):
   with pytest.raises(proxies.ProxySpaceError) as err:
@@ -565,6 +602,19 @@ def test_zico_accumulated_variant_matches_released_code(weights):
     got = score("zico", variables, batch, fn=zico_accumulated)
   np.testing.assert_allclose(got, ref_zico(p, x, labels, None, accumulate=True), rtol=1e-9)
   assert abs(got - ref_zico(p, x, labels, None)) > 1e-6
+
+
+@pytest.mark.parametrize("n_classes", [10, 120])
+def test_epe_score_matches_the_reference_per_class_rule(n_classes):
+  """Both of EPE-NAS's branches (<= 100 classes: sum |s_c|; more: pairwise differences of
+  per-sample s_c), with one-sample classes, in float64 against the restated NASLib code."""
+  rng = np.random.default_rng(3)
+  jac = rng.normal(size=(24, 50))
+  jac[1] = 0.6 * jac[0] + 0.4 * jac[1]  # one strongly correlated pair
+  labels = np.concatenate([[0, 0, 0, 5, 5, 7], rng.integers(0, n_classes, size=18)])
+  with jax.enable_x64(True):
+    got = float(epe_score(jnp.asarray(jac), jnp.asarray(labels), n_classes))
+  np.testing.assert_allclose(got, epe_reference_score(jac, labels, n_classes), rtol=1e-10)
 
 
 def test_zico_rejects_an_odd_batch(weights):
