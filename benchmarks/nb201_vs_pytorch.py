@@ -117,8 +117,8 @@ flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads; 0 keeps PyTorch
                      "per core). On a loaded machine PyTorch's OpenMP threads wait for each other "
                      "at every op (a 2-core machine with load 6: 10-50x slower than 1 thread).",
                      lower_bound=0)
-flags.DEFINE_bool("malloc_tuning", False, "rznas_jax.malloc.keep_freed_memory() first (process-"
-                  "wide, so PyTorch gets it too).")
+flags.DEFINE_bool("malloc_tuning", True, "rznas_jax.malloc.keep_freed_memory() first, as the "
+                  "launchers do (process-wide, so PyTorch gets it too).")
 flags.DEFINE_string("out", os.path.join(_HERE, "results", "nb201_vs_pytorch.json"), "Output JSON.")
 FLAGS = flags.FLAGS
 

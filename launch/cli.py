@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import os
 import sys
 from typing import Callable, Iterator, NoReturn, Sequence
 
 from absl import app
 from absl import flags
 
+from rznas_jax import malloc
 from rznas_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -117,11 +119,18 @@ def apply_overrides(config, table: Sequence[tuple[str, str, str, str]], section_
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """``app.run(main)`` with one-line flag errors; extra positional arguments are an error too."""
+  """``app.run(main)`` with one-line flag errors; extra positional arguments are an error too.
+
+  Before ``main`` it keeps freed memory in glibc's heap (`rznas_jax.malloc`), unless the
+  environment sets ``RZNAS_MALLOC_TUNING=0``: XLA:CPU then reuses its per-call buffers instead of
+  faulting them in again on every call (the NB201 gradient proxies score about 1.4x faster).
+  """
 
   def checked_main(argv: list[str]) -> None:
     if len(argv) > 1:
       fail(f"unexpected argument(s) {' '.join(argv[1:])!r}; every option is a --flag=value.")
+    if os.environ.get("RZNAS_MALLOC_TUNING", "1") != "0":
+      malloc.keep_freed_memory()
     main(argv)
 
   app.run(checked_main, flags_parser=parse_flags)
