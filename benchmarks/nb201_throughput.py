@@ -13,7 +13,9 @@ of memory (``--memory_limit_gb``) fails alone. For each it records
   Python overhead included);
 
 and the ratio of the steady rate to PyTorch's on this 2-core CPU (``PYTORCH_ARCHS_PER_SECOND``:
-grad_norm 1.9, synflow 28, naswot 3.0 archs/s; docs/scoring.md, XLA:CPU, has the background). Scores
+grad_norm 1.9, synflow 28, naswot 3.0 archs/s, measured once on another day; docs/scoring.md,
+XLA:CPU, has the background). ``benchmarks/nb201_vs_pytorch.py`` measures PyTorch side by side,
+in the same run, for the ratios to report. Scores
 of every strategy are compared with the first one's. Compile times are cold unless
 ``--compilation_cache_dir`` is given. The machine load (1-minute average) is recorded around each
 measurement: other work on a 2-core machine slows everything.

