@@ -123,7 +123,7 @@ def run(main: Callable[[list[str]], None]) -> None:
 
   Before ``main`` it keeps freed memory in glibc's heap (`rznas_jax.malloc`), unless the
   environment sets ``RZNAS_MALLOC_TUNING=0``: XLA:CPU then reuses its per-call buffers instead of
-  faulting them in again on every call (the NB201 gradient proxies score about 1.4x faster).
+  faulting them in again on every call (NB201 grad_norm scores about 1.2x faster: docs/scoring.md).
   """
 
   def checked_main(argv: list[str]) -> None:
