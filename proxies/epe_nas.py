@@ -41,7 +41,7 @@ def epe_nas(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) ->
 
 
 def epe_score(jac: jax.Array, labels: jax.Array, n_classes: int) -> jax.Array:
-  """The EPE-NAS score of Jacobian rows ``jac`` (B, D) with integer ``labels`` (B,); see `epe_nas`."""
+  """EPE-NAS's score of Jacobian rows ``jac`` (B, D) and integer ``labels`` (B,); see `epe_nas`."""
   centred = jac - jnp.mean(jac, axis=1, keepdims=True)
   cov = jnp.matmul(centred, centred.T, precision=jax.lax.Precision.HIGHEST)
   std = jnp.sqrt(jnp.diag(cov))

@@ -1,4 +1,4 @@
-"""L2 norm of the weights and ``plain`` (gradient times weight): NASLib's two weight-only baselines."""
+"""NASLib's weight baselines: the L2 norm of the weights, and ``plain`` (weight times gradient)."""
 
 from __future__ import annotations
 
@@ -63,4 +63,5 @@ def plain(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> j
   """
   del key
   grads = _loss_grads(apply_fn, variables, batch)
-  return sum(jnp.sum(w * g) for w, g in zip(network.kernels(variables["params"]), network.kernels(grads)))
+  pairs = zip(network.kernels(variables["params"]), network.kernels(grads))
+  return sum(jnp.sum(w * g) for w, g in pairs)

@@ -42,9 +42,13 @@ def _assert_same(out, names):
 
 
 def test_every_sharded_proxy_is_registered_with_the_kind_it_stands_for():
-  groups = {(proxies.get(n).init, proxies.get(n).data, proxies.get(n).dtype) for n in proxies.names()
+  def kind(name):
+    spec = proxies.get(name)
+    return spec.init, spec.data, spec.dtype
+
+  groups = {kind(n) for n in proxies.names()
             if proxies.get(n).data != "none" and not n.endswith("_real")}
-  covered = {(proxies.get(n).init, proxies.get(n).data, proxies.get(n).dtype) for n in SHARDED_PROXIES}
+  covered = {kind(n) for n in SHARDED_PROXIES}
   assert groups - covered <= {("gaussian", "gaussian", "float64")}  # synflow_zen: synflow's code
 
 
