@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rznas_jax.proxies import network
 from rznas_jax.proxies.base import ApplyFn, Batch, register
 
 _K = 1e-5
@@ -42,10 +43,7 @@ def epe_nas(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) ->
 
 def epe_score(jac: jax.Array, labels: jax.Array, n_classes: int) -> jax.Array:
   """EPE-NAS's score of Jacobian rows ``jac`` (B, D) and integer ``labels`` (B,); see `epe_nas`."""
-  centred = jac - jnp.mean(jac, axis=1, keepdims=True)
-  cov = jnp.matmul(centred, centred.T, precision=jax.lax.Precision.HIGHEST)
-  std = jnp.sqrt(jnp.diag(cov))
-  corr = jnp.clip(cov / std[:, None] / std[None, :], -1.0, 1.0)
+  corr = network.corrcoef_rows(jac)
   member = jax.nn.one_hot(labels, n_classes, dtype=corr.dtype)  # (B, classes)
   counts = jnp.sum(member, axis=0)
   per_class = jnp.einsum("bc,bd,dc->c", member, jnp.log(jnp.abs(corr) + _K), member)

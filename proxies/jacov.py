@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rznas_jax.proxies import network
 from rznas_jax.proxies.base import ApplyFn, Batch, register
 
 _K = 1e-5
@@ -35,11 +36,6 @@ def jacov(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) -> j
   del key
   images = batch.images
   jac = jax.grad(lambda x: jnp.sum(apply_fn(variables, x).logits))(images)
-  centred = jac.reshape(images.shape[0], -1)
-  centred = centred - jnp.mean(centred, axis=1, keepdims=True)
-  # np.corrcoef by hand, so that the Gram product is full float32 on GPUs too (not TF32).
-  cov = jnp.matmul(centred, centred.T, precision=jax.lax.Precision.HIGHEST)
-  std = jnp.sqrt(jnp.diag(cov))
-  corr = jnp.clip(cov / std[:, None] / std[None, :], -1.0, 1.0)
+  corr = network.corrcoef_rows(jac.reshape(images.shape[0], -1))
   v = jnp.linalg.eigvalsh(corr)
   return -jnp.sum(jnp.log(v + _K) + 1.0 / (v + _K))

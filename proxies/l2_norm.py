@@ -34,11 +34,8 @@ def l2_norm(apply_fn: ApplyFn, variables: dict, batch: Batch, key: jax.Array) ->
   """
   del key
   grads = _loss_grads(apply_fn, variables, batch)
-  total = 0.0
-  for w, g in zip(network.kernels(variables["params"]), network.kernels(grads)):
-    used = jnp.any(g != 0)
-    total = total + jnp.where(used, jnp.sqrt(jnp.sum(jnp.square(w))), 0.0)
-  return total
+  pairs = zip(network.kernels(variables["params"]), network.kernels(grads))
+  return sum(jnp.where(jnp.any(g != 0), jnp.sqrt(jnp.sum(jnp.square(w))), 0.0) for w, g in pairs)
 
 
 @register("plain", dead_edge_exact=True, init="pytorch", data="real",

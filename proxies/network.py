@@ -59,3 +59,14 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   log_probs = jax.nn.log_softmax(logits, axis=-1)
   picked = jnp.take_along_axis(log_probs, labels[:, None].astype(jnp.int32), axis=-1)
   return -jnp.mean(picked)
+
+
+def corrcoef_rows(rows: jax.Array) -> jax.Array:
+  """``np.corrcoef(rows)`` for (N, D) rows, clipped to [-1, 1]; NaN where a row is constant.
+
+  Written out so that the Gram product is full float32 on GPUs too (not TF32).
+  """
+  centred = rows - jnp.mean(rows, axis=1, keepdims=True)
+  cov = jnp.matmul(centred, centred.T, precision=jax.lax.Precision.HIGHEST)
+  std = jnp.sqrt(jnp.diag(cov))
+  return jnp.clip(cov / std[:, None] / std[None, :], -1.0, 1.0)
