@@ -49,6 +49,7 @@ without it the script says so and exits 2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -72,6 +73,7 @@ from rznas_jax import proxies as proxy_lib
 from rznas_jax import results
 from rznas_jax import scorer as scorer_lib
 from rznas_jax import scoring
+from rznas_jax import worker_pool
 from rznas_jax.proxies import network
 from rznas_jax.proxies.az_nas import az_nas_components
 from rznas_jax.proxies.base import Batch
@@ -119,6 +121,9 @@ flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads; 0 keeps PyTorch
                      lower_bound=0)
 flags.DEFINE_bool("malloc_tuning", True, "rznas_jax.malloc.keep_freed_memory() first, as the "
                   "launchers do (process-wide, so PyTorch gets it too).")
+flags.DEFINE_integer("workers", -1, "Also time our scorer on this many worker processes, each "
+                     "pinned to its share of the cores (rznas_jax.worker_pool); -1: one per core "
+                     "on a CPU, none on a GPU; 0: none.", lower_bound=-1)
 flags.DEFINE_string("out", os.path.join(_HERE, "results", "nb201_vs_pytorch.json"), "Output JSON.")
 FLAGS = flags.FLAGS
 
@@ -669,9 +674,11 @@ def _timed(fn: Callable[[], Any]) -> dict[str, float]:
 
 
 def time_proxy(measured: str, scorer: scoring.NB201Scorer, inputs: scorer_lib.ProxyInputs,
-               archs: Sequence[nb201.Arch], rounds: int, torch_device: str
-               ) -> tuple[dict[str, dict], dict[str, list]]:
-  """A first pass, then ``rounds`` x (PyTorch built per cell, PyTorch prebuilt, ours), ``archs``.
+               archs: Sequence[nb201.Arch], rounds: int, torch_device: str,
+               pool: worker_pool.WorkerPoolScorer | None = None
+               ) -> tuple[dict[str, dict], dict[str, list], dict[str, Any]]:
+  """A first pass, then ``rounds`` x (PyTorch built per cell, PyTorch prebuilt, ours, and ours on
+  the worker ``pool`` when given), ``archs``; also how far the pool's scores are from ours.
 
   The first pass of the prebuilt modules and of ours is timed apart (``first``): on XLA:CPU the
   first run of each ``lax.switch`` branch sets up its library kernels once per process, and
@@ -691,15 +698,25 @@ def time_proxy(measured: str, scorer: scoring.NB201Scorer, inputs: scorer_lib.Pr
     for net in prebuilt:
       proxy.fn(net, images, labels)
 
-  print("  first pass: PyTorch prebuilt, ours", flush=True)
+  sides = "PyTorch prebuilt, ours" + (", ours on the workers" if pool else "")
+  print(f"  first pass: {sides}", flush=True)
   first = {"pytorch_prebuilt": _timed(already_built), "ours": _timed(lambda: scorer.score(archs))}
+  agreement = {}
+  if pool is not None:  # its first pass includes each worker's compile
+    first["ours_workers"] = _timed(lambda: pool.score(archs))
+    ours, theirs = scorer.score(archs), pool.score(archs)
+    agreement = {name: max_relative_difference(theirs[name], ours[name]) for name in ours}
   passes = {"pytorch_built_per_cell": [], "pytorch_prebuilt": [], "ours": []}
+  if pool is not None:
+    passes["ours_workers"] = []
   for r in range(rounds):
-    print(f"  round {r + 1}/{rounds}: PyTorch built per cell, PyTorch prebuilt, ours", flush=True)
+    print(f"  round {r + 1}/{rounds}: PyTorch built per cell, {sides}", flush=True)
     passes["pytorch_built_per_cell"].append(_timed(built_per_cell))
     passes["pytorch_prebuilt"].append(_timed(already_built))
     passes["ours"].append(_timed(lambda: scorer.score(archs)))
-  return first, passes
+    if pool is not None:
+      passes["ours_workers"].append(_timed(lambda: pool.score(archs)))
+  return first, passes, agreement
 
 
 def summarise(measured: str, first: dict[str, dict], passes: dict[str, list], num_archs: int,
@@ -710,8 +727,9 @@ def summarise(measured: str, first: dict[str, dict], passes: dict[str, list], nu
     seconds = [p["seconds"] for p in timed]
     rates.setdefault(side, {}).update(best=num_archs / min(seconds),
                                       median=num_archs / statistics.median(seconds))
-  ratios = {f"ours_to_{side}": {k: rates["ours"][k] / rates[side][k] for k in ("best", "median")}
-            for side in ("pytorch_built_per_cell", "pytorch_prebuilt")}
+  ours_sides = [side for side in ("ours", "ours_workers") if side in rates]
+  ratios = {f"{ours}_to_{side}": {k: rates[ours][k] / rates[side][k] for k in ("best", "median")}
+            for ours in ours_sides for side in ("pytorch_built_per_cell", "pytorch_prebuilt")}
   loads = [x for timed in passes.values() for p in timed
            for x in (p["load_before"], p["load_after"])]
   return {"proxy": measured, "components": list(MEASURED[measured]), "first_pass": first,
@@ -733,20 +751,26 @@ def print_check(checks: dict[str, dict]) -> None:
   print(f"(float64 tolerance {FLOAT64_TOLERANCE:g}; the timed path is float32 but for synflow)")
 
 
-def print_table(rows: list[dict], device: str) -> None:
+def print_table(rows: list[dict], device: str, workers: int = 0) -> None:
   """The timing as a markdown table: best archs/s per side, the ratios, the load range."""
   print(f"\narchs/s on {device} (best of the rounds; medians in the JSON)\n")
-  print("| proxy | PyTorch, built per cell | PyTorch, prebuilt | ours | ours, first pass "
-        "| ours compile s | ours / built | ours / prebuilt | load 1-min |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  pool = [f"ours, {workers} workers", f"{workers} workers / built"] if workers else []
+  header = (["proxy", "PyTorch, built per cell", "PyTorch, prebuilt", "ours", "ours, first pass",
+             "ours compile s", "ours / built", "ours / prebuilt"] + pool + ["load 1-min"])
+  print("| " + " | ".join(header) + " |")
+  print("|" + "---|" * len(header))
   for row in rows:
     r, q = row["archs_per_second"], row["ratios"]
-    print(f"| {row['proxy']} | {r['pytorch_built_per_cell']['best']:.2f} "
-          f"| {r['pytorch_prebuilt']['best']:.2f} | {r['ours']['best']:.2f} "
-          f"| {r['ours']['first_pass']:.2f} "
-          f"| {row['compile_seconds']:.1f} | {q['ours_to_pytorch_built_per_cell']['best']:.2f} "
-          f"| {q['ours_to_pytorch_prebuilt']['best']:.2f} "
-          f"| {row['load_average_range'][0]:.1f}-{row['load_average_range'][1]:.1f} |")
+    cells = [row["proxy"], f"{r['pytorch_built_per_cell']['best']:.2f}",
+             f"{r['pytorch_prebuilt']['best']:.2f}", f"{r['ours']['best']:.2f}",
+             f"{r['ours']['first_pass']:.2f}", f"{row['compile_seconds']:.1f}",
+             f"{q['ours_to_pytorch_built_per_cell']['best']:.2f}",
+             f"{q['ours_to_pytorch_prebuilt']['best']:.2f}"]
+    if workers:
+      cells += [f"{r['ours_workers']['best']:.2f}",
+                f"{q['ours_workers_to_pytorch_built_per_cell']['best']:.2f}"]
+    cells.append(f"{row['load_average_range'][0]:.1f}-{row['load_average_range'][1]:.1f}")
+    print("| " + " | ".join(cells) + " |")
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -795,11 +819,21 @@ def main(argv):
   scorers = {p: scoring.NB201Scorer(list(MEASURED[p]), setting, images=images,
                                     batch_size=FLAGS.batch_size, seed=FLAGS.seed, strategy=strategy,
                                     devices=[jax_device]) for p in FLAGS.proxies}
+  workers = FLAGS.workers
+  if workers < 0:
+    workers = len(worker_pool.available_cpus()) if FLAGS.device == "cpu" else 0
+  if workers and FLAGS.device != "cpu":
+    raise app.UsageError(f"--workers={workers} pins processes to CPU cores; use it with "
+                         "--device=cpu (or give --workers=0).")
+  if workers > len(worker_pool.available_cpus()):
+    raise app.UsageError(f"--workers={workers} exceeds the {len(worker_pool.available_cpus())} "
+                         "CPU cores this process may use.")
   report: dict[str, Any] = {
       "settings": {k: FLAGS[k].value for k in ("proxies", "num_archs", "batch_size", "rounds",
                                                 "seed", "check_cells", "device", "channels",
                                                 "cells_per_stage", "torch_threads", "malloc_tuning",
                                                 "data")},
+      "workers": workers,
       "strategy": strategy,
       "network": dataclasses.asdict(setting),
       "versions": {"jax": jax.__version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -843,11 +877,26 @@ def main(argv):
       scorers[p].score(archs[:1])
       compile_seconds[p] = sum(scorers[p].compile_seconds.values()) or time.perf_counter() - start
     print(f"timing {p} on {len(archs)} cells", flush=True)
-    first, passes = time_proxy(p, scorers[p], inputs, archs, FLAGS.rounds, torch_device)
+    pool = None
+    if workers:  # started here, so only one proxy's workers hold memory at a time
+      build = functools.partial(scoring.NB201Scorer, list(MEASURED[p]), setting, images=images,
+                                batch_size=FLAGS.batch_size, seed=FLAGS.seed, strategy=strategy)
+      pool = worker_pool.WorkerPoolScorer(build, workers, malloc_tuning=FLAGS.malloc_tuning)
+    try:
+      first, passes, agreement = time_proxy(p, scorers[p], inputs, archs, FLAGS.rounds,
+                                            torch_device, pool)
+    finally:
+      if pool is not None:
+        pool.close()
     rows.append(summarise(p, first, passes, len(archs), compile_seconds[p]))
+    if pool is not None:
+      rows[-1].update(workers=workers, worker_cpus=pool.cpu_shares,
+                      workers_max_relative_difference_from_ours=agreement,
+                      workers_compile_seconds=dict(pool.compile_seconds))
     report["timing"] = rows
     results.write_json(FLAGS.out, report)  # after every proxy: a long run can be read as it goes
-  print_table(rows, f"{FLAGS.device} (jax {jax_device}, torch {torch.get_num_threads()} threads)")
+  print_table(rows, f"{FLAGS.device} (jax {jax_device}, torch {torch.get_num_threads()} threads)",
+              workers)
   print(f"\nwrote {FLAGS.out}")
   return 0
 

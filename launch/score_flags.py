@@ -20,6 +20,9 @@ SHARED = (
     ("batch_size", "batch_size", "integer", "Images per proxy batch (default 64)."),
     ("all_devices", "all_devices", "bool", "Spread the work over every device: NB201 cells "
      "sharded over a mesh; macro architectures placed round-robin."),
+    ("workers", "workers", "integer", "Score on this many worker processes, each pinned to its "
+     "share of the CPU cores (0: in this process). Faster for many architectures on a CPU "
+     "(docs/scoring.md); the scores may differ from one process's by float32 rounding."),
     ("compilation_cache_dir", "compilation_cache", "string",
      "Enables JAX's persistent compilation cache in this folder."),
     ("out", "out", "string", "Output folder (created if missing)."),

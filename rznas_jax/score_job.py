@@ -10,6 +10,7 @@ correlation, ``correlation.json`` and ``correlation.png``).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any, Sequence
@@ -40,6 +41,7 @@ def default_config(correlate: bool = False) -> ml_collections.ConfigDict:
   c.seed = 0
   c.batch_size = 64
   c.all_devices = False  # spread the work over every device
+  c.workers = 0  # score on this many worker processes pinned to CPU cores (0: in this process)
   c.compilation_cache = ""
   c.out = ""
   c.correlate = correlate
@@ -212,6 +214,8 @@ def environment(space, scorer) -> dict[str, Any]:
       "proxy_specs": specs,
       "registered_proxies": proxy_lib.names(),
   }
+  if hasattr(scorer, "cpu_shares"):  # a worker pool: its processes' cores
+    record["worker_cpus"] = scorer.cpu_shares
   if "budget_flops" in space.SETTINGS:  # a macro space, as scored after the settings
     record["macro_space"] = {
         "name": space.name, "resolution": space.resolution, "num_classes": space.num_classes,
@@ -248,6 +252,27 @@ def sample(space, count: str, seed: int, table: Any = None) -> list[Any]:
   return space.archs(f"random:{text}", seed)
 
 
+def check_workers(config: ml_collections.ConfigDict) -> None:
+  """UserError for a ``workers`` count this machine cannot run, or one given with all_devices."""
+  if not config.workers:
+    return
+  from rznas_jax import worker_pool  # pylint: disable=g-import-not-at-top
+  cores = len(worker_pool.available_cpus())
+  if not 0 < config.workers <= cores:
+    raise UserError(f"--workers={config.workers} must be between 0 (score in this process) and "
+                    f"{cores}, the CPU cores this process may use.")
+  if config.all_devices:
+    raise UserError("--workers and --all_devices both spread the work; give one of them.")
+
+
+def build_scorer(config: ml_collections.ConfigDict, proxies: Sequence[str], images: Any,
+                 options: dict):
+  """The job's scorer, built in a worker process (`rznas_jax.worker_pool`)."""
+  space = spaces_lib.from_config(config.space, config, dataset=config.dataset or None)
+  return space.scorer(proxies, images=images, batch_size=config.batch_size, seed=config.seed,
+                      **options)
+
+
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Runs the job of ``config``; returns ``scores.json``'s content (with the correlations).
 
@@ -273,6 +298,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
       archs = space.archs(config.archs, config.seed)
     except spaces_lib.SpaceError as e:
       raise UserError(f"--archs: {e}") from None
+  check_workers(config)
   names = check_proxies(proxy_names(config.proxies))
   space.check_proxies(components(names))
   images = load_data(config.data)
@@ -288,10 +314,20 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
   if config.all_devices:
     import jax  # pylint: disable=g-import-not-at-top
     devices = jax.devices()
-  scorer = space.scorer(scored, images=images, batch_size=config.batch_size, seed=config.seed,
-                        devices=devices, **options)
+  if config.workers:
+    from rznas_jax import worker_pool  # pylint: disable=g-import-not-at-top
+    scorer = worker_pool.WorkerPoolScorer(
+        functools.partial(build_scorer, config, scored, images, options), config.workers,
+        compilation_cache=config.compilation_cache)
+  else:
+    scorer = space.scorer(scored, images=images, batch_size=config.batch_size, seed=config.seed,
+                          devices=devices, **options)
   prepare_seconds = time.perf_counter() - start  # data, network init
-  scores, timing = score_with_progress(scorer, scored, archs)
+  try:
+    scores, timing = score_with_progress(scorer, scored, archs)
+  finally:
+    if config.workers:
+      scorer.close()
   scores = with_aggregates(names, scores)  # ranked among the scored architectures
   settings = {**settings_record(config), "num_archs": len(archs), **environment(space, scorer)}
   timing.update(prepare_seconds=prepare_seconds, total_seconds=time.perf_counter() - start)

@@ -122,7 +122,6 @@ def _weight_grad_conv(x: jax.Array, g: jax.Array) -> jax.Array:
   `conv2d` calls, so GraSP's second derivatives stay in the fast library too (through JAX's
   transpose of this convolution they ran 3x slower inside a branch).
   """
-  b, h, w, _ = x.shape
   xc = jnp.pad(jnp.transpose(x, (3, 1, 2, 0)), ((0, 0), (1, 1), (1, 1), (0, 0)))
   out = lax.conv_general_dilated(xc, jnp.transpose(g, (1, 2, 0, 3)), (1, 1), "VALID",
                                  dimension_numbers=_DIMS)

@@ -50,6 +50,10 @@ USER_ERRORS = [
      ["chanels", "channels"]),
     ("misspelt_score_config_key", ["-m", "launch.score", "--config.macro.budget_flop=1e8"],
      ["budget_flop", "budget_flops"]),
+    ("too_many_workers", ["-m", "launch.score", "--proxies=params", "--workers=999",
+                          "--out={tmp}/m"], ["--workers=999", "CPU cores"]),
+    ("workers_and_all_devices", ["-m", "launch.correlate", "--proxies=params", "--workers=1",
+                                 "--all_devices", "--out={tmp}/n"], ["--workers", "--all_devices"]),
 ]
 
 # A bug inside the library, injected: `score_job.run` raises a plain ValueError.

@@ -1,0 +1,144 @@
+"""The worker-process scorer (`rznas_jax.worker_pool`): the same scores as one process, in order,
+whatever the number of workers; failures are errors that name the worker, never a hang.
+
+Each worker is a fresh Python process that imports JAX and compiles the tiny network, so the
+pools are shared by the module's tests.
+"""
+
+import functools
+import os
+
+import numpy as np
+import pytest
+
+from rznas_jax import scoring
+from rznas_jax import worker_pool
+from rznas_jax.spaces import nb201
+
+SETTING = scoring.NB201Setting(channels=4, cells_per_stage=1)
+PROXIES = ["grad_norm", "naswot", "params"]
+BUILD = functools.partial(scoring.NB201Scorer, PROXIES, SETTING, batch_size=8, seed=3,
+                          strategy="switch")
+CPUS = worker_pool.available_cpus()
+ARCHS = nb201.random_archs(7, seed=5)
+
+
+@pytest.fixture(scope="module")
+def in_process_scorer():
+  scorer = BUILD()
+  scorer.score(ARCHS[:1])
+  return scorer
+
+
+@pytest.fixture(scope="module")
+def in_process(in_process_scorer):
+  return in_process_scorer.score(ARCHS)
+
+
+@pytest.fixture(scope="module")
+def pools():
+  """A pool of one worker per core (at most 2), and a one-worker pool on the first core alone."""
+  many = worker_pool.WorkerPoolScorer(BUILD, min(2, len(CPUS)), chunk_size=2)
+  one = worker_pool.WorkerPoolScorer(BUILD, 1, cpus=CPUS[:1])
+  yield many, one
+  many.close()
+  one.close()
+
+
+def test_scores_match_one_process_in_order(pools, in_process):
+  many, _ = pools
+  seen = []
+  got = many.score(ARCHS, progress=lambda count, label: seen.append((count, label)))
+  assert set(got) == set(PROXIES)
+  # params is analytic: exact, and a different value per cell, so this also checks the order
+  np.testing.assert_array_equal(got["params"], in_process["params"])
+  assert len(set(in_process["params"])) > 3
+  # the network proxies: float32 rounding apart (XLA splits ops over other thread counts)
+  for p in ("grad_norm", "naswot"):
+    np.testing.assert_allclose(got[p], in_process[p], rtol=2e-5, err_msg=p)
+  assert seen[0] == (0, "grad_norm+naswot+params")
+  assert sum(c for c, _ in seen) == len(ARCHS) * len(PROXIES)
+  assert len(many.last_devices) == len(ARCHS)
+  assert all(d.startswith("worker") and d.endswith("cpu:0") for d in many.last_devices)
+
+
+def test_scores_do_not_depend_on_the_number_of_workers(pools):
+  """Every worker has one core here, so two workers and one give the very same floats."""
+  if len(CPUS) < 2:
+    pytest.skip("needs 2 CPU cores")
+  many, one = pools
+  a, b = many.score(ARCHS), one.score(ARCHS)
+  for p in PROXIES:
+    np.testing.assert_array_equal(a[p], b[p], err_msg=p)
+  assert {d.split("/")[0] for d in many.last_devices} == {"worker0", "worker1"}  # both worked
+
+
+def test_empty_call_and_attributes(pools, in_process_scorer):
+  many, _ = pools
+  assert {p: v.shape for p, v in many.score([]).items()} == {p: (0,) for p in PROXIES}
+  assert many.proxies == tuple(PROXIES)
+  assert [s.name for s in many.specs] == PROXIES
+  assert many.strategy == "switch"
+  assert set(many.compile_seconds) == set(in_process_scorer.compile_seconds)
+  assert many.cpu_shares == [CPUS[i::len(many.cpu_shares)] for i in range(len(many.cpu_shares))]
+
+
+def test_chunks_cover_every_architecture_once_and_shrink():
+  for n, workers, largest in [(0, 2, 8), (1, 2, 8), (7, 2, 2), (1000, 2, 8), (33, 3, 4)]:
+    chunks = worker_pool._chunks(n, workers, largest)  # pylint: disable=protected-access
+    assert [i for a, b in chunks for i in range(a, b)] == list(range(n))
+    sizes = [b - a for a, b in chunks]
+    assert all(1 <= s <= largest for s in sizes) and sizes == sorted(sizes, reverse=True)
+    if n:
+      assert sizes[-1] == 1
+
+
+def test_a_failing_build_names_the_worker_and_the_error():
+  with pytest.raises(worker_pool.WorkerError, match=r"worker 0 \(cores .*no_such_proxy"):
+    worker_pool.WorkerPoolScorer(functools.partial(scoring.NB201Scorer, ["no_such_proxy"], SETTING),
+                                 1, cpus=CPUS[:1])
+
+
+def test_a_dead_worker_is_an_error_not_a_hang():
+  pool = worker_pool.WorkerPoolScorer(BUILD, 1, cpus=CPUS[:1])
+  pool._workers[0].process.kill()  # pylint: disable=protected-access
+  with pytest.raises(worker_pool.WorkerError, match=r"exited with code -9"):
+    pool.score(ARCHS[:2])
+  with pytest.raises(worker_pool.WorkerError, match="closed"):
+    pool.score(ARCHS[:2])
+
+
+@pytest.mark.parametrize("workers", [0, len(CPUS) + 1])
+def test_bad_worker_counts_are_one_sentence(workers):
+  with pytest.raises(ValueError, match=f"workers={workers} must be between 1 and {len(CPUS)}"):
+    worker_pool.cpu_shares(workers)
+
+
+def _local_build():
+  return None
+
+
+def test_an_unpicklable_or_unimportable_build_is_refused(monkeypatch):
+  with pytest.raises(ValueError, match="cannot be sent to a worker"):
+    worker_pool.WorkerPoolScorer(lambda: None, 1)
+  monkeypatch.setattr(_local_build, "__module__", "__main__")
+  monkeypatch.setitem(__import__("sys").modules, "__main__", __import__(__name__))
+  with pytest.raises(ValueError, match="__main__"):
+    worker_pool.WorkerPoolScorer(_local_build, 1)
+
+
+def test_launch_score_with_workers_writes_the_same_scores(tmp_path):
+  from rznas_jax import score_job
+  config = score_job.default_config()
+  config.proxies = "grad_norm,params"
+  config.archs = ",".join(a.genotype for a in ARCHS[:4])
+  config.nb201.channels, config.nb201.cells_per_stage, config.batch_size = 4, 1, 8
+  runs = {}
+  for workers in (0, 1):
+    config.workers, config.out = workers, str(tmp_path / f"w{workers}")
+    runs[workers] = score_job.run(config)
+  np.testing.assert_array_equal(runs[1]["scores"]["params"], runs[0]["scores"]["params"])
+  np.testing.assert_allclose(runs[1]["scores"]["grad_norm"], runs[0]["scores"]["grad_norm"],
+                             rtol=2e-5)
+  assert runs[1]["settings"]["workers"] == 1 and len(runs[1]["settings"]["worker_cpus"]) == 1
+  assert os.path.exists(os.path.join(config.out, "scores.csv"))
