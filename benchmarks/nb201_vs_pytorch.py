@@ -20,8 +20,10 @@ NAS-Bench-201 network (C=16, N=5, CIFAR-10 32x32) and a batch of real CIFAR-10 i
    PyTorch with a module built per cell (construct + init + score, as zero-cost-nas and NASLib run
    it), PyTorch with every module built (and initialised) before the clock starts, and our
    ``NB201Scorer`` (strategy ``switch`` on a CPU, ``masked_vmap`` on a GPU; its first call, the
-   compile, is timed on its own), each after a first pass that the ratios leave out (XLA:CPU sets
-   up each switch branch's kernels on its first run). Best and median archs/s per side, the
+   compile, is timed on its own), and, on a CPU, the same scorer on ``--workers`` worker
+   processes of one core each (`rznas_jax.worker_pool`; by default one per core), each after a
+   first pass that the ratios leave out (XLA:CPU sets up each switch branch's kernels on its
+   first run). The JSON also gives how far the workers' scores are from the one-process ones. Best and median archs/s per side, the
    ratios ours / PyTorch, the 1-minute load average around each measurement,
    ``torch.get_num_threads()`` and the versions go to the table and to ``--out``.
 
