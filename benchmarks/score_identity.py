@@ -13,7 +13,10 @@ largest relative difference, writes the same as JSON, and exits 1 on any differe
 
 The record in the repository was made at the commit that added this script (Step 9, before
 Step 10's refactor) for nb201 (200 cells, 21 proxies: 7 min on 2 cores with a search running
-beside it) and zen_cifar (13 min, likewise); mobilenet_imagenet (one XLA compile per structure and
+beside it) and zen_cifar (13 min, likewise). nb201 was recorded again (24 proxies, 3 min idle)
+in Step 12, after the 3x3 weight gradient became a convolution: against the Step 9 record that
+moved grad_norm and snip by at most 4e-7, grad_norm_zen 8e-8, TE-NAS 4e-6, GraSP 3e-5 and ZiCo
+2e-3 (float32 rounding), and no other proxy; mobilenet_imagenet (one XLA compile per structure and
 proxy group: about 10 min by its progress bar) and maedet_coco were not recorded: record them from that commit with --record --spaces=... before
 changing the scoring code.
 """
