@@ -24,7 +24,8 @@ Example:
   ...   scores = scorer.score(nb201.random_archs(100, seed=0))   # {"grad_norm": (100,)}
 
 A worker's messages (warnings, logs) go to this process's stderr. A worker that fails raises
-`WorkerError` here with its message and traceback, and stops the pool.
+`WorkerError` here with its message and traceback (or, for bad input, the worker's own
+`rznas_jax.errors.UserError`), and stops the pool.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ class _Worker:
       raise WorkerError(f"scoring {self.name()} exited with code {code} without answering (its "
                         "messages, if any, are above).") from None
     if message[0] == "error":
-      _, error, trace = message
+      _, error, trace, user_error = message
+      if user_error is not None:  # bad input (rznas_jax.errors.UserError): its one sentence
+        raise user_error
       raise WorkerError(f"scoring {self.name()} failed: {error}\n--- its traceback ---\n{trace}")
     return message
 
@@ -260,8 +263,17 @@ def _pickled_modules(payload: bytes) -> set[str]:
   return modules
 
 
-def _describe(error: BaseException) -> str:
-  return f"{type(error).__name__}: {error}"
+def _error_message(error: BaseException) -> tuple:
+  """What a worker sends for ``error``: its description, its traceback, and the error itself when
+  it is bad user input (raised again as it is by the pool, so the launchers print its sentence)."""
+  from rznas_jax import errors  # pylint: disable=g-import-not-at-top
+  user_error = None
+  if isinstance(error, errors.UserError):
+    try:
+      user_error = pickle.loads(pickle.dumps(error))
+    except Exception:  # pylint: disable=broad-except
+      user_error = errors.UserError(str(error))
+  return ("error", f"{type(error).__name__}: {error}", traceback.format_exc(), user_error)
 
 
 def _serve(fd: int) -> None:
@@ -281,7 +293,7 @@ def _serve(fd: int) -> None:
                          "strategy": getattr(scorer, "strategy", None),
                          "devices": [scorer_lib.device_name(d) for d in scorer.devices]}))
   except BaseException as e:  # pylint: disable=broad-except
-    conn.send(("error", _describe(e), traceback.format_exc()))
+    conn.send(_error_message(e))
     return
   while True:
     try:
@@ -295,5 +307,5 @@ def _serve(fd: int) -> None:
       conn.send(("scores", {p: np.asarray(v, np.float64) for p, v in scores.items()},
                  list(scorer.last_devices), dict(scorer.compile_seconds)))
     except BaseException as e:  # pylint: disable=broad-except
-      conn.send(("error", _describe(e), traceback.format_exc()))
+      conn.send(_error_message(e))
       return

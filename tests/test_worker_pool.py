@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from rznas_jax import errors
 from rznas_jax import scoring
 from rznas_jax import worker_pool
 from rznas_jax.spaces import nb201
@@ -97,8 +98,14 @@ def test_chunks_cover_every_architecture_once_and_shrink():
       assert sizes[-1] == 1
 
 
-def test_a_failing_build_names_the_worker_and_the_error():
-  with pytest.raises(worker_pool.WorkerError, match=r"worker 0 \(cores .*no_such_proxy"):
+def test_a_failing_build_is_an_error_that_names_the_worker():
+  with pytest.raises(worker_pool.WorkerError, match=r"worker 0 \(cores .*ValueError: invalid literal"):
+    worker_pool.WorkerPoolScorer(functools.partial(int, "not a number"), 1, cpus=CPUS[:1])
+
+
+def test_bad_input_in_a_worker_is_the_users_error_itself():
+  """So a launcher prints its one sentence and exits 2, as without workers."""
+  with pytest.raises(errors.UserError, match="no_such_proxy"):
     worker_pool.WorkerPoolScorer(functools.partial(scoring.NB201Scorer, ["no_such_proxy"], SETTING),
                                  1, cpus=CPUS[:1])
 
