@@ -23,9 +23,9 @@ NAS-Bench-201 network (C=16, N=5, CIFAR-10 32x32) and a batch of real CIFAR-10 i
    compile, is timed on its own), and, on a CPU, the same scorer on ``--workers`` worker
    processes of one core each (`rznas_jax.worker_pool`; by default one per core), each after a
    first pass that the ratios leave out (XLA:CPU sets up each switch branch's kernels on its
-   first run). The JSON also gives how far the workers' scores are from the one-process ones. Best and median archs/s per side, the
-   ratios ours / PyTorch, the 1-minute load average around each measurement,
-   ``torch.get_num_threads()`` and the versions go to the table and to ``--out``.
+   first run). Best and median archs/s per side, the ratios ours / PyTorch, the 1-minute load
+   average around each measurement, ``torch.get_num_threads()`` and the versions go to the table
+   and to ``--out``, with how far the workers' scores are from the one-process ones.
 
 On a machine that other jobs load, PyTorch's default threads (one per core) wait for each other
 at every op: on a 2-core machine with load 4-5 it ran 10x slower than with ``--torch_threads=1``.
