@@ -17,7 +17,8 @@ from rznas_jax import worker_pool
 from rznas_jax.spaces import nb201
 
 SETTING = scoring.NB201Setting(channels=4, cells_per_stage=1)
-PROXIES = ["naswot", "params"]  # a network proxy (forward only: a short compile) and an analytic one
+# A network proxy (forward only: a short compile) and an analytic one.
+PROXIES = ["naswot", "params"]
 BUILD = functools.partial(scoring.NB201Scorer, PROXIES, SETTING, batch_size=8, seed=3,
                           strategy="switch")
 CPUS = worker_pool.available_cpus()
@@ -99,7 +100,8 @@ def test_chunks_cover_every_architecture_once_and_shrink():
 
 
 def test_a_failing_build_is_an_error_that_names_the_worker():
-  with pytest.raises(worker_pool.WorkerError, match=r"worker 0 \(cores .*ValueError: invalid literal"):
+  message = r"worker 0 \(cores .*ValueError: invalid literal"
+  with pytest.raises(worker_pool.WorkerError, match=message):
     worker_pool.WorkerPoolScorer(functools.partial(int, "not a number"), 1, cpus=CPUS[:1])
 
 
