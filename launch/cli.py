@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import os
 import sys
 from typing import Callable, Iterator, NoReturn, Sequence
 
@@ -129,8 +128,7 @@ def run(main: Callable[[list[str]], None]) -> None:
   def checked_main(argv: list[str]) -> None:
     if len(argv) > 1:
       fail(f"unexpected argument(s) {' '.join(argv[1:])!r}; every option is a --flag=value.")
-    if os.environ.get("RZNAS_MALLOC_TUNING", "1") != "0":
-      malloc.keep_freed_memory()
+    malloc.tune_unless_disabled()
     main(argv)
 
   app.run(checked_main, flags_parser=parse_flags)

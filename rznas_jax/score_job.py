@@ -257,10 +257,10 @@ def check_workers(config: ml_collections.ConfigDict) -> None:
   if not config.workers:
     return
   from rznas_jax import worker_pool  # pylint: disable=g-import-not-at-top
-  cores = len(worker_pool.available_cpus())
-  if not 0 < config.workers <= cores:
-    raise UserError(f"--workers={config.workers} must be between 0 (score in this process) and "
-                    f"{cores}, the CPU cores this process may use.")
+  try:
+    worker_pool.cpu_shares(config.workers)
+  except ValueError as e:
+    raise UserError(f"--{str(e).rstrip('.')}; 0 scores in this process.") from None
   if config.all_devices:
     raise UserError("--workers and --all_devices both spread the work; give one of them.")
 

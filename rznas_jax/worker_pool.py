@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-Progress = Callable[[int, str], None]
+from rznas_jax.scorer import Progress
 
 
 class WorkerError(RuntimeError):
@@ -131,7 +131,8 @@ class WorkerPoolScorer:
     chunk_size: the most architectures a worker scores per request. A free worker gets the next
       chunk; chunks shrink to one architecture towards the end, so the workers finish together.
     cpus: the cores to deal out (default: this process's affinity).
-    malloc_tuning: call `rznas_jax.malloc.keep_freed_memory` in each worker, as the launchers do.
+    malloc_tuning: call `rznas_jax.malloc.tune_unless_disabled` in each worker, as the launchers
+      do.
     compilation_cache: a folder for JAX's persistent compilation cache in the workers ("" none).
 
   Attributes:
@@ -281,9 +282,9 @@ def _serve(fd: int) -> None:
   conn = connection.Connection(fd)
   setup = conn.recv()
   try:
-    if setup["malloc_tuning"] and os.environ.get("RZNAS_MALLOC_TUNING", "1") != "0":
+    if setup["malloc_tuning"]:
       from rznas_jax import malloc  # pylint: disable=g-import-not-at-top
-      malloc.keep_freed_memory()
+      malloc.tune_unless_disabled()
     if setup["compilation_cache"]:
       from rznas_jax import compilation_cache  # pylint: disable=g-import-not-at-top
       compilation_cache.enable_compilation_cache(setup["compilation_cache"])

@@ -153,3 +153,14 @@ def test_launch_score_with_workers_writes_the_same_scores(tmp_path, in_process):
   np.testing.assert_allclose(run["scores"]["naswot"], in_process["naswot"][:4], rtol=2e-5)
   assert run["settings"]["workers"] == 1 and len(run["settings"]["worker_cpus"]) == 1
   assert os.path.exists(os.path.join(config.out, "scores.csv"))
+
+
+def test_malloc_tuning_follows_the_environment(monkeypatch):
+  """The launchers and the workers tune glibc unless RZNAS_MALLOC_TUNING=0."""
+  from rznas_jax import malloc
+  calls = []
+  monkeypatch.setattr(malloc, "keep_freed_memory", lambda: calls.append(1) or True)
+  monkeypatch.setenv(malloc.ENV_VAR, "0")
+  assert not malloc.tune_unless_disabled() and not calls
+  monkeypatch.delenv(malloc.ENV_VAR)
+  assert malloc.tune_unless_disabled() and calls == [1]
